@@ -52,6 +52,12 @@ class AppSpec:
     model_input_key: str  # transformed feature the bare Keras model takes (TFLite input)
     model_name: Callable[[Any], str] = field(default=lambda config: config.model_name)
     tflite: TFLiteSpec = field(default_factory=TFLiteSpec)
+    # Folders of the ingested examples, one split each; "train" and "eval" are required
+    # (the Evaluator scores "eval"). The Trainer's eval split may be a third one, e.g. a
+    # validation split for early stopping or a decision threshold, so that nothing the
+    # Evaluator blesses on was seen while training.
+    splits: tuple[str, ...] = ("train", "eval")
+    trainer_eval_split: str = "eval"
 
 
 def dotted_path(fn: Callable) -> str:
@@ -77,7 +83,7 @@ def code_version(app: AppSpec) -> str:
 class PipelinePaths:
     """Where a pipeline run reads and writes."""
 
-    examples_dir: str  # ingested tf.Examples: train/ and eval/ subfolders
+    examples_dir: str  # ingested tf.Examples: one subfolder per split (train/, eval/, ...)
     pipeline_root: str
     metadata_path: str  # SQLite ML Metadata store (local runs)
     serving_base: str  # TF Serving model base paths: <serving_base>/<model_name>/<version>/
@@ -116,9 +122,8 @@ def create_pipeline(
     example_gen = ImportExampleGen(
         input_base=paths.examples_dir,
         input_config=example_gen_pb2.Input(splits=[
-            example_gen_pb2.Input.Split(name="train", pattern="train/*"),
-            example_gen_pb2.Input.Split(name="eval", pattern="eval/*"),
-        ]))
+            example_gen_pb2.Input.Split(name=split, pattern=f"{split}/*")
+            for split in app.splits]))
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"],
                            infer_feature_shape=True)
@@ -138,7 +143,7 @@ def create_pipeline(
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         train_args=trainer_pb2.TrainArgs(splits=["train"]),
-        eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
+        eval_args=trainer_pb2.EvalArgs(splits=[app.trainer_eval_split]),
         custom_config=custom_config)
     baseline = Resolver(
         strategy_class=LatestBlessedModelStrategy,

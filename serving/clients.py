@@ -451,3 +451,53 @@ class VibrationClient:
             version = result.version
         return VibrationPrediction(labels, np.concatenate(ids), np.concatenate(probabilities),
                                    version)
+
+
+@dataclass(frozen=True)
+class ScanPrediction:
+    """Per image: the decided class name, the probability of each class and the decision
+    threshold on the positive class's probability that the model applied."""
+
+    labels: list[str]
+    probabilities: np.ndarray  # float32 [n, 2]: negative, positive
+    thresholds: np.ndarray  # float32 [n]
+    version: int | None  # the model version that answered (gRPC only)
+
+
+class MedicalScansClient:
+    """Classifies images with a served medical-scans model: sends the encoded PNG / JPEG
+    bytes as serialized tf.Examples to ``serving_default`` (the model decodes and resizes
+    them itself), at most ``max_images_per_request`` per call."""
+
+    def __init__(self, target: str = DEFAULT_GRPC_TARGET, *, model: str = "medical_scans",
+                 max_images_per_request: int = 16,
+                 client: GrpcClient | RestClient | None = None, **client_options):
+        self.client = client or GrpcClient(target, **client_options)
+        self.model = model
+        self.max_images_per_request = max_images_per_request
+
+    @classmethod
+    def rest(cls, base_url: str = DEFAULT_REST_URL, **options) -> MedicalScansClient:
+        """The same client over the REST API."""
+        client_options = {k: options.pop(k) for k in ("timeout_s", "retries", "backoff_s")
+                          if k in options}
+        return cls(client=RestClient(base_url, **client_options), **options)
+
+    def predict(self, images: Sequence[bytes]) -> ScanPrediction:
+        """Classifies encoded images (PNG or JPEG file bytes)."""
+        if not images:
+            raise ValueError("expected at least one image")
+        labels, probabilities, thresholds, version = [], [], [], None
+        for start in range(0, len(images), self.max_images_per_request):
+            chunk = images[start:start + self.max_images_per_request]
+            examples = np.array([_example({"image": bytes(image)}).SerializeToString()
+                                 for image in chunk], dtype=object)
+            result = self.client.predict(self.model, {"examples": examples},
+                                         signature="serving_default")
+            labels += [c.decode() if isinstance(c, bytes) else str(c)
+                       for c in result.outputs["classes"]]
+            probabilities.append(np.asarray(result.outputs["probabilities"], dtype=np.float32))
+            thresholds.append(np.asarray(result.outputs["threshold"], dtype=np.float32))
+            version = result.version
+        return ScanPrediction(labels, np.concatenate(probabilities), np.concatenate(thresholds),
+                              version)

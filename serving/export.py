@@ -180,6 +180,11 @@ def load_keras_model(serving_model_dir: str) -> keras.Model:
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"{serving_model_dir}: expected a suite export holding {KERAS_MODEL_FILE}")
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        if b"keras_hub" in archive.read("config.json"):
+            import keras_hub  # noqa: F401  (registers its layers, e.g. backbones, for loading)
     return keras.saving.load_model(path, compile=False)
 
 

@@ -8,8 +8,9 @@ here, on training batches, so the exported model never contains it.
 from __future__ import annotations
 
 import glob
+import math
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import suite  # noqa: F401  (Keras policy before TensorFlow)
 import keras
@@ -55,7 +56,8 @@ def raw_dataset(files: Sequence[str]) -> tf.data.Dataset:
     return ds
 
 
-def transformed_dataset(files: Sequence[str], tf_transform_output, batch_size: int) -> tf.data.Dataset:
+def transformed_dataset(files: Sequence[str], tf_transform_output,
+                        batch_size: int) -> tf.data.Dataset:
     """(signal_xf, label) batches: raw examples parsed and run through the TFT graph, cached."""
     raw_spec = tf_transform_output.raw_feature_spec()
     tft_layer = tf_transform_output.transform_features_layer()
@@ -98,6 +100,12 @@ def train(train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | None, config: Vi
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     callbacks = [keras.callbacks.TensorBoard(log_dir)] if log_dir else []
+    if cfg.lr_schedule == "cosine":
+        callbacks.append(keras.callbacks.LearningRateScheduler(
+            lambda epoch: cfg.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))))
+    elif cfg.lr_schedule != "constant":
+        raise ValueError(f"train.lr_schedule: expected 'constant' or 'cosine', "
+                         f"got {cfg.lr_schedule!r}")
     model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, verbose=verbose,
               callbacks=callbacks)
     return model

@@ -160,3 +160,25 @@ def test_tflite_variants_agree_with_the_served_model(exported, tmp_path):
         assert r["agreement"] >= 0.9, name
     assert variants["int8"]["size_bytes"] < variants["float32"]["size_bytes"]
     assert not [p for p in os.listdir(tmp_path / "edge") if p.startswith(".staging")]
+
+
+def test_spectral_model_reads_the_welch_log_power_spectrum():
+    import keras
+
+    config = dataclasses.replace(with_model_kind(CONFIG, "spectral"), model=dataclasses.replace(
+        with_model_kind(CONFIG, "spectral").model, first_kernel=64, first_stride=32))
+    model = build_model(config)
+    spectrum = keras.Model(model.inputs, model.get_layer("welch_average").output)
+    t = np.arange(CONFIG.data.window)
+    # Channel 0: a sine on DFT bin 8 of a 64-sample frame; channel 1: on bin 20.
+    x = np.stack([np.sin(2 * np.pi * 8 * t / 64), 0.5 * np.sin(2 * np.pi * 20 * t / 64)],
+                 axis=-1)[None].astype(np.float32)
+    power = spectrum(x).numpy().reshape(2, 32)  # [channel, bins 1 .. 32]
+    assert power[0].argmax() + 1 == 8 and power[1].argmax() + 1 == 20
+    # Against numpy: Hann-windowed frames, |DFT|^2 / frame, averaged over frames.
+    frames = np.stack([x[0, s:s + 64, 0] for s in range(0, len(t) - 63, 32)])
+    expected = (np.abs(np.fft.rfft(frames * np.hanning(64), axis=1)) ** 2 / 64).mean(0)[1:33]
+    np.testing.assert_allclose(power[0], expected, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="model.first_kernel"):
+        build_model(dataclasses.replace(config, model=dataclasses.replace(
+            config.model, first_kernel=CONFIG.data.window + 1)))

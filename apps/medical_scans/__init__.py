@@ -1,0 +1,1 @@
+"""Medical scans: chest X-ray classification from raw image files to a deployable CNN."""

@@ -1,0 +1,171 @@
+"""Configuration of the medical-scans app: frozen dataclasses and named presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+
+FORMATS: tuple[str, ...] = ("folders", "npz", "dicom")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where images come from and how they are split."""
+
+    # "folders": class folders of JPEG/PNG files; "dicom": class folders of DICOM files;
+    # "npz": MedMNIST-style arrays (<split>_images, <split>_labels).
+    format: str = "folders"
+    # Exactly two classes, the negative first: label 1 is the positive finding that
+    # sensitivity, specificity and the decision threshold refer to. Folder names (folders,
+    # dicom) or label values 0 / 1 (npz).
+    classes: tuple[str, ...] = ("NORMAL", "PNEUMONIA")
+    # A regular expression on the file name whose first group is a subtype kept as a slicing
+    # feature ("none" where it does not match); "" turns the subtype off.
+    subtype_pattern: str = r"_(bacteria|virus)_"
+    # A regular expression on the file name whose first group identifies the patient: all
+    # images of a patient land in the same split. A file without a match is its own group.
+    patient_pattern: str = r"(person\d+)_"
+    # Share of the patients of each class held out as the eval split (when the data has no
+    # eval split of its own), and share of the remaining training patients kept aside as the
+    # validation split (the decision threshold is chosen there, never on eval).
+    eval_fraction: float = 0.15
+    validation_fraction: float = 0.1
+    split_seed: int = 0
+    npz_eval_split: str = "val"  # npz: which arrays are the eval split ("val" or "test")
+    # Bad image files: False = stop with an error naming the file; True = skip each with a
+    # warning and count them in the run summary.
+    skip_bad_files: bool = False
+    # DICOM window (center, width) when a file carries none: None = the full pixel range.
+    dicom_default_window: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network, at which input resolution."""
+
+    kind: str = "cnn"  # "cnn" (compact) or "resnet" (keras-hub ResNet backbone, from scratch)
+    image_size: int = 128  # images are decoded and resized to image_size x image_size
+    channels: int = 1  # 1 = grayscale, 3 = RGB
+    filters: tuple[int, ...] = (32, 64, 128, 256)  # per stage
+    blocks: tuple[int, ...] = (2, 2, 2, 2)  # resnet: residual blocks per stage
+    dropout: float = 0.3
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, class balance and training-time augmentation."""
+
+    epochs: int = 20
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    class_weights: bool = True  # weight classes by inverse frequency (imbalanced data)
+    # Augmentation, training batches only: small rotations (fraction of a full turn), zoom,
+    # shifts, and a random gamma (exposure curve: gamma = exp(U(-g, g))); no flips by default
+    # (a mirrored chest puts the heart on the right). Linear contrast and brightness changes
+    # are left out: the model standardises each image, which undoes them.
+    rotation: float = 0.03
+    zoom: float = 0.1
+    translation: float = 0.05
+    gamma: float = 0.25
+    horizontal_flip: bool = False
+    seed: int = 0
+    # Stop after this many minutes of training (None = all epochs); the weights of the
+    # epoch with the best validation AUC are kept.
+    max_minutes: float | None = None
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What a model must reach to be blessed and pushed (on the eval split)."""
+
+    min_auc: float = 0.95
+    min_sensitivity: float = 0.9
+    max_auc_drop: float = 0.01  # largest AUC drop tolerated against the last blessed model
+
+
+@dataclass(frozen=True)
+class MedicalConfig:
+    """The whole app configuration; JSON-safe so it travels through TFX custom_config."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    model_name: str = "medical_scans"
+
+
+PRESETS: dict[str, MedicalConfig] = {
+    # Seconds on a laptop core: for tests and the demo on generated images.
+    "tiny": MedicalConfig(
+        model=ModelConfig(kind="cnn", image_size=32, filters=(8, 16, 32), dropout=0.1),
+        train=TrainConfig(epochs=8, batch_size=16, learning_rate=3e-3, rotation=0.0, zoom=0.0,
+                          translation=0.0, gamma=0.0),
+        eval=EvalConfig(min_auc=0.7, min_sensitivity=0.5, max_auc_drop=0.05),
+    ),
+    # The benchmark configuration: a ResNet trained from scratch at 128 px, about 30 minutes
+    # on 2 CPU cores for the chest X-ray training set.
+    "default": MedicalConfig(
+        model=ModelConfig(kind="resnet", image_size=128, filters=(64, 96, 128, 192),
+                          blocks=(1, 1, 1, 1)),
+        train=TrainConfig(epochs=30, batch_size=32, learning_rate=2e-3, max_minutes=30.0),
+    ),
+    "full": MedicalConfig(
+        model=ModelConfig(kind="resnet", image_size=224, filters=(64, 128, 256, 512),
+                          blocks=(2, 2, 2, 2)),
+        train=TrainConfig(epochs=40, batch_size=32, learning_rate=1e-3),
+    ),
+}
+
+
+def preset(name: str) -> MedicalConfig:
+    """The named preset; unknown names list the valid ones."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}: expected one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def check_data(d: DataConfig) -> DataConfig:
+    """Returns ``d`` when its fields are consistent; raises naming the bad field."""
+    if d.format not in FORMATS:
+        raise ValueError(f"data.format: expected one of {list(FORMATS)}, got {d.format!r}")
+    if len(d.classes) != 2 or len(set(d.classes)) != 2:
+        raise ValueError(f"data.classes: expected two distinct classes (negative, positive), "
+                         f"got {list(d.classes)}")
+    for name in ("eval_fraction", "validation_fraction"):
+        value = getattr(d, name)
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"data.{name}: expected a fraction in [0, 1), got {value}")
+    if d.format == "npz" and d.npz_eval_split not in ("val", "test"):
+        raise ValueError(f"data.npz_eval_split: expected 'val' or 'test', got "
+                         f"{d.npz_eval_split!r}")
+    for name in ("subtype_pattern", "patient_pattern"):
+        try:
+            re.compile(getattr(d, name))
+        except re.error as e:
+            raise ValueError(f"data.{name}: invalid regular expression ({e})") from e
+    return d
+
+
+def check(config: MedicalConfig) -> MedicalConfig:
+    """Returns ``config`` when its fields are consistent; raises naming the bad field."""
+    check_data(config.data)
+    m = config.model
+    if m.kind not in ("cnn", "resnet"):
+        raise ValueError(f"model.kind: expected 'cnn' or 'resnet', got {m.kind!r}")
+    if m.kind == "resnet" and (not m.filters or m.filters[0] != 64):
+        raise ValueError(f"model.filters: the keras-hub ResNet backbone's first stage has 64 "
+                         f"filters, got {list(m.filters)}")
+    if m.channels not in (1, 3):
+        raise ValueError(f"model.channels: expected 1 (grayscale) or 3 (RGB), got {m.channels}")
+    if m.image_size < 16:
+        raise ValueError(f"model.image_size: expected at least 16 pixels, got {m.image_size}")
+    return config
+
+
+def with_format(config: MedicalConfig, fmt: str | None) -> MedicalConfig:
+    """``config`` with ``data.format`` set (None keeps it)."""
+    if fmt is None:
+        return config
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, format=fmt))

@@ -1,0 +1,182 @@
+"""Preprocessing through tft_beam, the models, the threshold, the serving export called on
+serialized examples holding encoded PNG bytes, and TFLite parity."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import suite  # noqa: F401
+import tensorflow as tf
+
+from apps.medical_scans import data, evaluation, preprocessing, trainer
+from apps.medical_scans.config import check, preset
+from apps.medical_scans.model import FEATURES, build_model
+from suite.config import to_dict, replace_path
+
+TINY = preset("tiny")
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _jpeg(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def test_preprocessing_fn_decodes_any_encoding_to_the_preset_resolution():
+    from components.transform_local import transform_rows
+
+    config = replace_path(TINY, "model.image_size", 16)
+    gray = np.full((40, 60), 128, np.uint8)
+    rgb = np.zeros((20, 20, 3), np.uint8)
+    rgb[..., 0] = 255  # pure red: luminance 0.299 * 255
+    deep = np.full((30, 30), 65535, np.uint16)  # 16-bit PNG, full scale
+    rows = [{data.IMAGE: image, data.LABEL: label}
+            for image, label in ((_png(gray), 0), (_jpeg(rgb), 1), (_png(deep), 1))]
+    spec = {data.IMAGE: tf.io.FixedLenFeature([], tf.string),
+            data.LABEL: tf.io.FixedLenFeature([], tf.int64)}
+    out = transform_rows(rows, spec, lambda inputs: preprocessing.preprocessing_fn(
+        inputs, {"config": to_dict(config)}))
+    images = [np.asarray(r[preprocessing.IMAGE_XF]) for r in out]
+    assert all(i.shape == (16, 16, 1) and i.dtype == np.float32 for i in images)
+    np.testing.assert_allclose(images[0], 128 / 255, atol=1e-3)
+    np.testing.assert_allclose(images[1], 0.299, atol=0.02)
+    np.testing.assert_allclose(images[2], 1.0, atol=1e-3)
+    assert [int(r[preprocessing.LABEL]) for r in out] == [0, 1, 1]
+
+
+@pytest.mark.parametrize("kind", ["cnn", "resnet"])
+def test_each_model_builds_standardises_and_learns(kind):
+    config = dataclasses.replace(TINY, model=dataclasses.replace(
+        TINY.model, kind=kind, filters=(64, 64) if kind == "resnet" else (8, 16),
+        blocks=(1, 1), image_size=32))
+    model = build_model(check(config))
+    assert model.input_shape == (None, 32, 32, 1) and model.output_shape == (None, 2)
+    assert len(model.get_layer(FEATURES).output.shape) == 4
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.2, 0.4, (32, 32, 32, 1)).astype(np.float32)
+    y = np.arange(32) % 2
+    x[y == 1, 4:12, 4:12] = 0.9  # a bright patch marks the positives
+    # The first layer standardises each image: exposure (a gain) changes nothing.
+    np.testing.assert_allclose(model(x).numpy(), model(x * 0.5).numpy(), atol=1e-4)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    first = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=15, batch_size=8, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < first * 0.5
+
+
+def test_config_check_names_the_bad_field():
+    with pytest.raises(ValueError, match="data.classes"):
+        check(replace_path(TINY, "data.classes", ("A", "B", "C")))
+    with pytest.raises(ValueError, match="model.filters"):
+        check(replace_path(TINY, "model.kind", "resnet"))  # first stage must have 64
+    with pytest.raises(ValueError, match="data.format"):
+        check(replace_path(TINY, "data.format", "tiff"))
+
+
+def test_auc_threshold_and_report_against_hand_computed_values():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 200)
+    scores = np.round(rng.normal(labels, 1.0), 1)  # with ties
+    assert evaluation.roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))
+    assert np.isnan(evaluation.roc_auc(np.ones(5), np.arange(5)))
+    # Separable scores: the threshold falls between the classes.
+    t = evaluation.choose_threshold([0, 0, 1, 1], [0.1, 0.3, 0.6, 0.9])
+    assert t == pytest.approx(0.45)
+    report = evaluation.binary_report([0, 0, 1, 1, 1], [0.1, 0.7, 0.6, 0.9, 0.2], 0.5)
+    assert (report["tp"], report["tn"], report["fp"], report["fn"]) == (2, 1, 1, 1)
+    assert report["sensitivity"] == pytest.approx(2 / 3)
+    assert report["specificity"] == pytest.approx(0.5)
+    assert report["precision"] == pytest.approx(2 / 3)
+    assert report["accuracy"] == pytest.approx(0.6)
+
+
+def test_thresholded_outputs_decide_at_the_threshold():
+    post = trainer.thresholded_outputs(("NORMAL", "PNEUMONIA"), 0.2)
+    positive = np.array([0.05, 0.19, 0.21, 0.9], np.float32)
+    out = {k: v.numpy() for k, v in post(tf.constant(np.stack(
+        [1 - positive, positive], axis=1))).items()}
+    assert out["class_ids"].tolist() == [0, 0, 1, 1]
+    assert [c.decode() for c in out["classes"]] == ["NORMAL", "NORMAL", "PNEUMONIA",
+                                                    "PNEUMONIA"]
+    assert ((out["decision_score"] >= 0.5) == (positive >= 0.2)).all()
+    assert np.all(np.diff(out["decision_score"]) > 0)  # same ranking: same AUC
+    np.testing.assert_allclose(out["threshold"], 0.2)
+    np.testing.assert_allclose(out["scores"], [0.95, 0.81, 0.21, 0.9], atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny model trained for two epochs and exported as the pipeline does."""
+    from components import transform_local
+    from serving.export import export_serving_model
+
+    root = tmp_path_factory.mktemp("medical_export")
+    config = replace_path(TINY, "train.epochs", 2)
+    images = data.generate_synthetic(str(root / "images"), "folders", n_per_class=16, size=40)
+    ingested = data.ingest(images, config.data, str(root / "examples"))
+
+    def files(split):
+        return [os.path.join(ingested.examples_dir, split, "data.tfrecord")]
+
+    custom = {"config": to_dict(config)}
+    tft_output = transform_local.analyze(
+        files("train"), preprocessing.raw_feature_spec(),
+        lambda inputs: preprocessing.preprocessing_fn(inputs, custom), str(root / "transform"))
+    result = trainer.train(trainer.transformed_dataset(files("train"), tft_output, 8),
+                           trainer.transformed_dataset(files("validation"), tft_output, 8),
+                           config)
+    assert len(result.history) == 2 and result.best_epoch in (1, 2)
+    export_dir = export_serving_model(
+        result.model, tft_output, str(root / "export"),
+        trainer.export_spec(config, result.threshold), model_name="medical_scans",
+        warmup_examples=trainer._image_only(trainer.first_examples(files("eval"), 2)),
+        metadata=trainer.export_metadata(config, result))
+    encoded = [data.load_image_bytes(os.path.join(images, c, f), config.data)
+               for c in ("NORMAL", "PNEUMONIA")
+               for f in sorted(os.listdir(os.path.join(images, c)))[:3]]
+    return result, config, export_dir, encoded, str(root)
+
+
+def test_serving_default_takes_encoded_png_bytes_and_matches_the_keras_model(exported):
+    result, config, export_dir, encoded, _ = exported
+    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+    examples = tf.constant([data.image_example(image) for image in encoded], tf.string)
+    out = {k: v.numpy() for k, v in serve(examples=examples).items()}
+    x = preprocessing.decode_images(tf.constant(encoded), config.model.image_size,
+                                    config.model.channels)
+    expected = result.model(x, training=False).numpy()
+    np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
+    np.testing.assert_allclose(out["threshold"], result.threshold)
+    assert out["class_ids"].tolist() == (expected[:, 1] >= result.threshold).astype(int).tolist()
+    raw = tf.saved_model.load(export_dir).signatures["serving_raw"]
+    raw_out = raw(image=tf.constant(encoded))
+    np.testing.assert_allclose(raw_out["probabilities"].numpy(), expected, atol=1e-5)
+
+
+def test_tflite_float32_and_int8_take_the_decoded_image(exported):
+    from serving import tflite
+    from serving.export import export_core_model
+
+    result, config, _, encoded, root = exported
+    x = preprocessing.decode_images(tf.constant(encoded), config.model.image_size,
+                                    config.model.channels).numpy()
+    core = export_core_model(result.model, os.path.join(root, "core"))
+    paths = tflite.convert(core, os.path.join(root, "tflite"), x, variants=("float32", "int8"))
+    expected = result.model(x, training=False).numpy()
+    np.testing.assert_allclose(tflite.run_tflite(paths["float32"], x), expected, atol=1e-4)
+    int8 = tflite.run_tflite(paths["int8"], x)
+    assert np.abs(int8 - expected).max() < 0.1

@@ -1,0 +1,130 @@
+"""End to end: the shared pipeline on tiny generated scans with LocalDagRunner, through the
+command line, checked through ML Metadata; predict (in process and through the suite's model
+server) and explain on the pushed model; the Kubeflow V2 compile of the same pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import suite  # noqa: F401
+from apps.medical_scans import cli, data
+from pipelines.results import evaluation_metrics, latest_run
+
+pytestmark = pytest.mark.pipeline
+
+COMPONENTS = {"ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
+              "Trainer", "latest_blessed_model_resolver", "Evaluator", "ServingValidator",
+              "Pusher", "TFLiteExport"}
+MODEL = "medical_scans"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("medical_pipeline")
+    images = data.generate_synthetic(str(root / "images"), "folders", n_per_class=60, size=48)
+    workspace = root / "ws"
+    code = cli.main(["run", "--data", images, "--preset", "tiny", "--workspace",
+                     str(workspace)])
+    summary = latest_run(str(workspace / MODEL / "metadata.sqlite"), "medical-scans")
+    return code, summary, workspace, images
+
+
+def _image_files(images: str) -> list[str]:
+    normal = sorted(os.listdir(os.path.join(images, "NORMAL")))[:2]
+    pneumonia = sorted(os.listdir(os.path.join(images, "PNEUMONIA")))[:2]
+    return ([os.path.join(images, "NORMAL", f) for f in normal]
+            + [os.path.join(images, "PNEUMONIA", f) for f in pneumonia])
+
+
+def test_every_component_ran_and_the_model_was_blessed_and_pushed(run):
+    code, summary, workspace, _ = run
+    assert code == 0
+    assert set(summary.states) == COMPONENTS
+    assert set(summary.states.values()) == {"COMPLETE"}, summary.states
+    assert summary.blessed is True and summary.pushed is True
+    base = str(workspace / "serving" / "models" / MODEL)
+    assert os.listdir(base) == [summary.pushed_version]
+
+    metrics = evaluation_metrics(summary.evaluation_uri)
+    overall = metrics["overall"]
+    assert overall["auc"] >= 0.7 and overall["recall"] >= 0.5  # the tiny preset's gate
+    assert {"specificity", "precision", "binary_accuracy"} <= set(overall)
+    assert "subtype=none" in metrics  # the normal images
+    assert {"subtype=bacteria", "subtype=virus"} & set(metrics)
+
+    pushed = summary.pushed_destination
+    meta = json.load(open(os.path.join(pushed, "assets.extra", "suite_metadata.json")))
+    assert 0.0 < meta["threshold"] < 1.0 and meta["positive_class"] == "PNEUMONIA"
+    assert meta["threshold_rule"] == "youden_j_on_validation"
+    assert os.path.getsize(os.path.join(pushed, "assets.extra", "tf_serving_warmup_requests"))
+
+    report = json.load(open(os.path.join(summary.edge_dir, "report.json")))
+    assert set(report["variants"]) == {"float32", "float16", "dynamic_range", "int8"}
+    assert report["model_input"] == "image_xf"
+    assert report["variants"]["float32"]["agreement"] == 1.0
+
+
+def test_predict_locally_and_through_the_model_server(run, capsys):
+    from serving.repository import ModelEntry
+    from serving.server import ModelServer, ServerOptions
+
+    _, summary, workspace, images = run
+    files = _image_files(images)
+    base = str(workspace / "serving" / "models" / MODEL)
+    capsys.readouterr()
+    assert cli.main(["predict", "--model", base, *files]) == 0
+    local = capsys.readouterr().out.splitlines()
+    assert local[0] == f"model: {summary.pushed_destination}"
+    labels = [line.split(": ")[1].split()[0] for line in local[1:]]
+    assert labels[:2] == ["NORMAL", "NORMAL"] and labels[2:] == ["PNEUMONIA", "PNEUMONIA"]
+    with ModelServer([ModelEntry(MODEL, base)], ServerOptions(grpc_port=0, rest_port=0)) as srv:
+        assert cli.main(["predict", "--server", srv.grpc_target, *files]) == 0
+        remote = capsys.readouterr().out.splitlines()
+    assert remote[0] == f"server: {srv.grpc_target} (model {MODEL})"
+    assert remote[1:] == local[1:]  # the same labels, probabilities and threshold
+
+
+def test_explain_writes_a_heatmap_per_image(run, tmp_path, capsys):
+    _, _, workspace, images = run
+    files = _image_files(images)
+    capsys.readouterr()
+    assert cli.main(["explain", "--model", str(workspace / "serving" / "models" / MODEL),
+                     "--out", str(tmp_path / "heat"), *files]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert len(lines) == len(files)
+    for path, line in zip(files, lines, strict=True):
+        written = line.rsplit(" -> ", 1)[1]
+        assert os.path.basename(written) == os.path.splitext(os.path.basename(path))[0] \
+            + "_gradcam.png"
+        overlay = np.asarray(Image.open(written))
+        assert overlay.shape == (32, 32, 3)  # the tiny preset's resolution, coloured
+
+
+def test_bad_image_stops_the_run_with_the_file_named(tmp_path, capsys):
+    images = data.generate_synthetic(str(tmp_path / "images"), "folders", n_per_class=6,
+                                     size=32)
+    bad = os.path.join(images, "PNEUMONIA", "person999_virus_1.jpeg")
+    with open(bad, "wb") as f:
+        f.write(b"\xff\xd8\xff\xe0 not really a jpeg")
+    assert cli.main(["run", "--data", images, "--workspace", str(tmp_path / "ws")]) == 2
+    assert bad in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "ws" / MODEL / "metadata.sqlite")
+
+
+def test_kubeflow_v2_compile_writes_the_same_pipeline(tmp_path):
+    out = tmp_path / "pipeline.json"
+    assert cli.main(["compile", "--image", "example.com/suite:1", "--out", str(out),
+                     "--pipeline-root", "gs://bucket/scans", "--preset", "default"]) == 0
+    text = out.read_text()
+    assert "apps.medical_scans.trainer.run_fn" in text
+    assert "gs://bucket/scans/serving/models/medical_scans" in text
+    spec = json.loads(text)
+    tasks = spec.get("pipelineSpec", spec)["root"]["dag"]["tasks"]
+    example_gen = json.loads(tasks["ImportExampleGen"]["inputs"]["parameters"]["input_config"]
+                             ["runtimeValue"]["constantValue"]["stringValue"])
+    assert [s["name"] for s in example_gen["splits"]] == ["train", "validation", "eval"]
