@@ -105,6 +105,8 @@ def export_edge_models(
                                                  optional=optional_variants)
         shutil.rmtree(core_dir)
         report = tflite.evaluate(paths, x_eval, reference, labels, top_k=top_k or None)
+        for variant in report["variants"].values():  # where the files are once in place
+            variant["path"] = os.path.join(edge_dir, os.path.basename(variant["path"]))
         copied = {}
         for name in vocabularies:
             copied[name] = f"{name}.txt"

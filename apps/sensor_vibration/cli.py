@@ -42,8 +42,10 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="tiny", choices=["tiny", "default", "full"],
                    help="size of windows, model and training (tiny: a minute on a laptop; "
                         "default: the benchmark setting on real CWRU data)")
-    p.add_argument("--model", choices=["wdcnn", "lstm", "gru"],
-                   help="network: wdcnn (1D CNN, wide first kernel; the default), lstm or gru")
+    p.add_argument("--model", choices=["spectral", "wdcnn", "lstm", "gru"],
+                   help="network: spectral (log power spectrum + linear read-out; the "
+                        "default preset's), wdcnn (1D CNN, wide first kernel; the tiny "
+                        "preset's), lstm or gru")
     p.add_argument("--format", choices=["mat", "csv"], help="recording format (default: mat)")
     p.add_argument("--channels", help="accelerometers to use, comma separated (default: DE)")
     p.add_argument("--holdout-load", type=int, metavar="HP",
@@ -56,12 +58,13 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args):
-    from apps.sensor_vibration.config import preset
+    from apps.sensor_vibration.config import preset, with_model_kind
     from suite.config import replace_path
 
     config = preset(args.preset)
+    if args.model:
+        config = with_model_kind(config, args.model)
     overrides = {
-        "model.kind": args.model,
         "data.format": args.format,
         "data.channels": tuple(args.channels.split(",")) if args.channels else None,
         "data.holdout_load": args.holdout_load,

@@ -120,5 +120,18 @@ def preset(name: str) -> VibrationConfig:
 
 
 def with_model_kind(config: VibrationConfig, kind: str) -> VibrationConfig:
-    """Returns the config with another model family."""
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, kind=kind))
+    """Returns the config with another model family. first_kernel / first_stride mean a
+    frame and hop for the spectral model but a convolution for the others, so switching
+    between the two families takes the new family's defaults for them (and dense_units)."""
+    model = config.model
+    if (kind == "spectral") != (model.kind == "spectral"):
+        if kind == "spectral":
+            frame = min(512, config.data.window)
+            model = dataclasses.replace(model, first_kernel=frame, first_stride=frame // 2,
+                                        dense_units=0)
+        else:
+            base = ModelConfig()
+            model = dataclasses.replace(model, first_kernel=base.first_kernel,
+                                        first_stride=base.first_stride,
+                                        dense_units=base.dense_units)
+    return dataclasses.replace(config, model=dataclasses.replace(model, kind=kind))

@@ -67,6 +67,8 @@ def test_every_component_ran_and_the_model_was_blessed_and_pushed(run):
     assert set(report["variants"]) == {"float32", "float16", "dynamic_range", "int8"}
     assert report["model_input"] == "image_xf"
     assert report["variants"]["float32"]["agreement"] == 1.0
+    assert all(os.path.isfile(v["path"]) and v["path"].startswith(summary.edge_dir)
+               for v in report["variants"].values())
 
 
 def test_predict_locally_and_through_the_model_server(run, capsys):
