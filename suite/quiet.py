@@ -64,6 +64,9 @@ def quiet() -> None:
         warnings.filterwarnings("ignore", category=category, module=r"(google|apache_beam|tfx|"
                                 r"tensorflow.*|keras.*|absl|tfx_bsl|ml_metadata)(\..*)?$")
     warnings.filterwarnings("ignore", message=_HARMLESS.pattern)
+    # TFMA's 0/0 on a slice without positives (or negatives): the metric is reported as NaN.
+    warnings.filterwarnings("ignore", category=RuntimeWarning,
+                            module=r"tensorflow_model_analysis(\..*)?$")
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.INFO)

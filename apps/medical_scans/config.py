@@ -100,7 +100,7 @@ PRESETS: dict[str, MedicalConfig] = {
     # Seconds on a laptop core: for tests and the demo on generated images.
     "tiny": MedicalConfig(
         model=ModelConfig(kind="cnn", image_size=32, filters=(8, 16, 32), dropout=0.1),
-        train=TrainConfig(epochs=8, batch_size=16, learning_rate=3e-3, rotation=0.0, zoom=0.0,
+        train=TrainConfig(epochs=20, batch_size=16, learning_rate=3e-3, rotation=0.0, zoom=0.0,
                           translation=0.0, gamma=0.0),
         eval=EvalConfig(min_auc=0.7, min_sensitivity=0.5, max_auc_drop=0.05),
     ),
