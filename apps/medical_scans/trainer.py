@@ -226,12 +226,13 @@ def run_fn(fn_args) -> None:
     say(f"decision threshold {result.threshold:.4f} (validation: "
         + ", ".join(f"{k} {result.validation[k]:.4f}" for k in
                     ("auc", "sensitivity", "specificity") if k in result.validation) + ")")
-    warmup = first_examples(validation_files or train_files, WARMUP_EXAMPLES)
+    warmup = (first_examples(validation_files, WARMUP_EXAMPLES)
+              or first_examples(train_files, WARMUP_EXAMPLES))  # validation may be empty
     export_serving_model(result.model, tf_transform_output, fn_args.serving_model_dir,
                          export_spec(config, result.threshold), model_name=config.model_name,
                          warmup_examples=_image_only(warmup),
                          metadata=export_metadata(config, result))
-    os.makedirs(fn_args.model_run_dir, exist_ok=True)
+    os.makedirs(fn_args.model_run_dir, exist_ok=True)  # the ModelRun artifact's folder
 
 
 def _image_only(serialized: Sequence[bytes]) -> list[bytes]:
