@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 
 from apps.sensor_vibration import data, preprocessing, trainer  # noqa: E402
 from apps.sensor_vibration.config import VibrationConfig, preset  # noqa: E402
+from suite import examples_io  # noqa: E402
 from suite.config import to_dict  # noqa: E402
 
 PRESET = "default"
@@ -100,7 +101,7 @@ def read_windows(files: list[str], config: VibrationConfig) -> tuple[np.ndarray,
     spec = {k: v for k, v in preprocessing.raw_feature_spec(config).items()
             if k in (preprocessing.SIGNAL, preprocessing.LABEL)}
     xs, ys = [], []
-    for batch in trainer.raw_dataset(files).batch(1024):
+    for batch in examples_io.raw_dataset(files).batch(1024):
         parsed = tf.io.parse_example(batch, spec)
         xs.append(parsed[preprocessing.SIGNAL].numpy())
         ys.append(parsed[preprocessing.LABEL].numpy())
@@ -134,7 +135,7 @@ def train_deep(train_files: list[str], config: VibrationConfig, transform_dir: s
         lambda inputs: preprocessing.preprocessing_fn(inputs, custom_config), transform_dir)
     analyze_s = time.perf_counter() - start
     dataset = trainer.transformed_dataset(train_files, tft_output, config.train.batch_size)
-    n_train = sum(1 for _ in trainer.raw_dataset(train_files))
+    n_train = sum(1 for _ in examples_io.raw_dataset(train_files))
     start = time.perf_counter()
     model = trainer.train(dataset, None, config, verbose=0)
     train_s = time.perf_counter() - start

@@ -387,7 +387,30 @@ class VibrationPrediction:
     version: int | None  # the model version that answered (gRPC only)
 
 
-class VibrationClient:
+class _AppClient:
+    """What the typed per-app clients share: a gRPC (or REST) client and the served model's
+    name; the app's examples go to its ``serving_default`` signature."""
+
+    def __init__(self, target: str = DEFAULT_GRPC_TARGET, *, model: str,
+                 client: GrpcClient | RestClient | None = None, **client_options):
+        self.client = client or GrpcClient(target, **client_options)
+        self.model = model
+
+    @classmethod
+    def rest(cls, base_url: str = DEFAULT_REST_URL, **options):
+        """The same client over the REST API."""
+        client_options = {k: options.pop(k) for k in ("timeout_s", "retries", "backoff_s")
+                          if k in options}
+        return cls(client=RestClient(base_url, **client_options), **options)
+
+    def _serving_default(self, features: Sequence[Mapping[str, Any]]) -> PredictResult:
+        """Predict on ``serving_default`` with one serialized tf.Example per feature dict."""
+        examples = np.array([_example(f).SerializeToString() for f in features], dtype=object)
+        return self.client.predict(self.model, {"examples": examples},
+                                   signature="serving_default")
+
+
+class VibrationClient(_AppClient):
     """Classifies vibration signal windows with a served sensor-vibration model.
 
     The window size (values per window: samples x channels) comes from the model's
@@ -400,17 +423,9 @@ class VibrationClient:
     def __init__(self, target: str = DEFAULT_GRPC_TARGET, *, model: str = "sensor_vibration",
                  window_values: int | None = None, max_windows_per_request: int = 32,
                  client: GrpcClient | RestClient | None = None, **client_options):
-        self.client = client or GrpcClient(target, **client_options)
-        self.model = model
+        super().__init__(target, model=model, client=client, **client_options)
         self._window_values = window_values
         self.max_windows_per_request = max_windows_per_request
-
-    @classmethod
-    def rest(cls, base_url: str = DEFAULT_REST_URL, **options) -> VibrationClient:
-        """The same client over the REST API."""
-        client_options = {k: options.pop(k) for k in ("timeout_s", "retries", "backoff_s")
-                          if k in options}
-        return cls(client=RestClient(base_url, **client_options), **options)
 
     @property
     def window_values(self) -> int:
@@ -440,10 +455,7 @@ class VibrationClient:
         labels, ids, probabilities, version = [], [], [], None
         for start in range(0, len(windows), self.max_windows_per_request):
             chunk = windows[start:start + self.max_windows_per_request]
-            examples = np.array([_example({"signal": w}).SerializeToString() for w in chunk],
-                                dtype=object)
-            result = self.client.predict(self.model, {"examples": examples},
-                                         signature="serving_default")
+            result = self._serving_default([{"signal": w} for w in chunk])
             labels += [c.decode() if isinstance(c, bytes) else str(c)
                        for c in result.outputs["classes"]]
             ids.append(np.asarray(result.outputs["class_ids"], dtype=np.int64))
@@ -464,7 +476,7 @@ class ScanPrediction:
     version: int | None  # the model version that answered (gRPC only)
 
 
-class MedicalScansClient:
+class MedicalScansClient(_AppClient):
     """Classifies images with a served medical-scans model: sends the encoded PNG / JPEG
     bytes as serialized tf.Examples to ``serving_default`` (the model decodes and resizes
     them itself), at most ``max_images_per_request`` per call."""
@@ -472,16 +484,8 @@ class MedicalScansClient:
     def __init__(self, target: str = DEFAULT_GRPC_TARGET, *, model: str = "medical_scans",
                  max_images_per_request: int = 16,
                  client: GrpcClient | RestClient | None = None, **client_options):
-        self.client = client or GrpcClient(target, **client_options)
-        self.model = model
+        super().__init__(target, model=model, client=client, **client_options)
         self.max_images_per_request = max_images_per_request
-
-    @classmethod
-    def rest(cls, base_url: str = DEFAULT_REST_URL, **options) -> MedicalScansClient:
-        """The same client over the REST API."""
-        client_options = {k: options.pop(k) for k in ("timeout_s", "retries", "backoff_s")
-                          if k in options}
-        return cls(client=RestClient(base_url, **client_options), **options)
 
     def predict(self, images: Sequence[bytes]) -> ScanPrediction:
         """Classifies encoded images (PNG or JPEG file bytes)."""
@@ -490,10 +494,7 @@ class MedicalScansClient:
         labels, probabilities, thresholds, version = [], [], [], None
         for start in range(0, len(images), self.max_images_per_request):
             chunk = images[start:start + self.max_images_per_request]
-            examples = np.array([_example({"image": bytes(image)}).SerializeToString()
-                                 for image in chunk], dtype=object)
-            result = self.client.predict(self.model, {"examples": examples},
-                                         signature="serving_default")
+            result = self._serving_default([{"image": bytes(image)} for image in chunk])
             labels += [c.decode() if isinstance(c, bytes) else str(c)
                        for c in result.outputs["classes"]]
             probabilities.append(np.asarray(result.outputs["probabilities"], dtype=np.float32))

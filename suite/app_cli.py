@@ -62,6 +62,22 @@ def pipeline_paths(workspace: str, app: str, examples_dir: str, serving_dir: str
     )
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, model_name: str) -> None:
+    """Where a ``run`` command writes and how it runs: --workspace, --serving-dir, --runner,
+    --no-cache."""
+    parser.add_argument("--workspace", default="workspace", metavar="DIR",
+                        help="where examples, pipeline outputs and the metadata store go "
+                             "(default: ./workspace)")
+    parser.add_argument("--serving-dir", metavar="DIR",
+                        help=f"model repository root (default: WORKSPACE/serving); models go "
+                             f"to DIR/models/{model_name}/<version>, TFLite to DIR/edge/...")
+    parser.add_argument("--runner", default="local", choices=["local", "beam"],
+                        help="local: one process (default); beam: Beam multi-processing "
+                             "workers for large data")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="re-run every step even when inputs and code are unchanged")
+
+
 def add_compile_arguments(parser: argparse.ArgumentParser, app: str) -> None:
     """The arguments of an app's ``compile`` command."""
     parser.add_argument("--target", default="kubeflow-v2", choices=["kubeflow-v2"])

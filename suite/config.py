@@ -64,3 +64,11 @@ def replace_path(config: T, dotted: str, value: Any) -> T:
         except ValueError:
             raise ValueError(f"unknown config field {dotted!r}") from None
     return dataclasses.replace(config, **{head: value})
+
+
+def config_from_custom(cls: type[T], custom_config: dict | None) -> T:
+    """The app config of type ``cls`` carried in a TFX custom_config under "config" (the
+    class defaults when absent)."""
+    if not custom_config or "config" not in custom_config:
+        return cls()
+    return from_dict(cls, custom_config["config"])

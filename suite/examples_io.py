@@ -139,3 +139,20 @@ def raw_dataset(files: Sequence[str]):
 def first_examples(files: Sequence[str], n: int) -> list[bytes]:
     """The first ``n`` serialized examples of the files (e.g. TF Serving warmup requests)."""
     return [bytes(x.numpy()) for x in raw_dataset(files).take(n)]
+
+
+def transformed_dataset(files: Sequence[str], tf_transform_output, batch_size: int,
+                        feature: str, label: str):
+    """(feature, label) batches of the raw examples in ``files`` run through the TFT graph,
+    cached after the first pass (the transform runs once, not once per epoch)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    raw_spec = tf_transform_output.raw_feature_spec()
+    tft_layer = tf_transform_output.transform_features_layer()
+
+    def transform(serialized):
+        transformed = tft_layer(tf.io.parse_example(serialized, raw_spec))
+        return transformed[feature], transformed[label]
+
+    return (raw_dataset(files).batch(256).map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+            .unbatch().cache().batch(batch_size))

@@ -13,8 +13,8 @@ import os
 import sys
 
 from suite.app_cli import (
-    add_compile_arguments, add_set_argument, apply_overrides, compile_pipeline, pipeline_paths,
-    run_command, say)
+    add_compile_arguments, add_run_arguments, add_set_argument, apply_overrides,
+    compile_pipeline, pipeline_paths, run_command, say)
 
 APP = "clickstreams"
 FORMATS = ("session-tsv", "diginetica", "movielens", "csv")  # config.FORMATS, without imports
@@ -264,16 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", metavar="FILE",
                      help="event log (default: generate a demo log)")
     add_config_args(run)
-    run.add_argument("--workspace", default="workspace", metavar="DIR",
-                     help="where examples, pipeline outputs and the metadata store go "
-                          "(default: ./workspace)")
-    run.add_argument("--serving-dir", metavar="DIR",
-                     help="model repository root (default: WORKSPACE/serving); models go to "
-                          "DIR/models/clickstreams/<version>, TFLite to DIR/edge/...")
-    run.add_argument("--runner", default="local", choices=["local", "beam"],
-                     help="local: one process (default); beam: Beam multi-processing workers")
-    run.add_argument("--no-cache", action="store_true",
-                     help="re-run every step even when inputs and code are unchanged")
+    add_run_arguments(run, APP)
     run.set_defaults(func=cmd_run)
 
     rec = sub.add_parser("recommend", help="top-k next items for a history",

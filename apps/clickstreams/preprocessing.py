@@ -18,7 +18,7 @@ import tensorflow_transform as tft
 
 from apps.clickstreams import data
 from apps.clickstreams.config import ClickstreamConfig
-from suite.config import from_dict
+from suite.config import config_from_custom as from_custom
 
 HISTORY = data.HISTORY
 NEXT_ITEM = data.NEXT_ITEM
@@ -29,9 +29,7 @@ VOCABULARY = "items"  # TFT vocabulary (asset) name
 
 def config_from_custom(custom_config: dict | None) -> ClickstreamConfig:
     """The app config carried in a TFX custom_config (defaults when absent)."""
-    if not custom_config or "config" not in custom_config:
-        return ClickstreamConfig()
-    return from_dict(ClickstreamConfig, custom_config["config"])
+    return from_custom(ClickstreamConfig, custom_config)
 
 
 def left_pad(ids: tf.SparseTensor, length: int) -> tf.Tensor:

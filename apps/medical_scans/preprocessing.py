@@ -13,7 +13,7 @@ import suite  # noqa: F401  (Keras policy before TensorFlow)
 import tensorflow as tf
 
 from apps.medical_scans.config import MedicalConfig
-from suite.config import from_dict
+from suite.config import config_from_custom as from_custom
 
 # Feature names; data.py writes the raw ones.
 IMAGE = "image"
@@ -23,9 +23,7 @@ IMAGE_XF = "image_xf"
 
 def config_from_custom(custom_config: dict | None) -> MedicalConfig:
     """The app config carried in a TFX custom_config (defaults when absent)."""
-    if not custom_config or "config" not in custom_config:
-        return MedicalConfig()
-    return from_dict(MedicalConfig, custom_config["config"])
+    return from_custom(MedicalConfig, custom_config)
 
 
 def decode_images(encoded: tf.Tensor, image_size: int, channels: int) -> tf.Tensor:

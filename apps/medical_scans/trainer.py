@@ -28,7 +28,7 @@ from apps.medical_scans.preprocessing import IMAGE, IMAGE_XF, LABEL, config_from
 from serving.export import ExportSpec, export_serving_model
 from suite.config import to_dict
 from suite.distribute import strategy as pick_strategy
-from suite.examples_io import expand_files, first_examples, raw_dataset
+from suite import examples_io
 
 WARMUP_EXAMPLES = 4
 _EPS = 1e-7
@@ -50,15 +50,8 @@ class TrainResult:
 def transformed_dataset(files: Sequence[str], tf_transform_output,
                         batch_size: int) -> tf.data.Dataset:
     """(image_xf, label) batches: examples parsed and run through the TFT graph, cached."""
-    raw_spec = tf_transform_output.raw_feature_spec()
-    tft_layer = tf_transform_output.transform_features_layer()
-
-    def transform(serialized):
-        transformed = tft_layer(tf.io.parse_example(serialized, raw_spec))
-        return transformed[IMAGE_XF], transformed[LABEL]
-
-    return (raw_dataset(files).batch(64).map(transform, num_parallel_calls=tf.data.AUTOTUNE)
-            .unbatch().cache().batch(batch_size))
+    return examples_io.transformed_dataset(files, tf_transform_output, batch_size,
+                                           IMAGE_XF, LABEL)
 
 
 def _labels(dataset: tf.data.Dataset) -> np.ndarray:
@@ -218,16 +211,17 @@ def run_fn(fn_args) -> None:
     config = config_from_custom(fn_args.custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     batch = config.train.batch_size
-    train_files = expand_files(fn_args.train_files)
-    validation_files = expand_files(fn_args.eval_files)
+    train_files = examples_io.expand_files(fn_args.train_files)
+    validation_files = examples_io.expand_files(fn_args.eval_files)
     result = train(transformed_dataset(train_files, tf_transform_output, batch),
                    transformed_dataset(validation_files, tf_transform_output, batch), config,
                    log=say)
     say(f"decision threshold {result.threshold:.4f} (validation: "
         + ", ".join(f"{k} {result.validation[k]:.4f}" for k in
                     ("auc", "sensitivity", "specificity") if k in result.validation) + ")")
-    warmup = (first_examples(validation_files, WARMUP_EXAMPLES)
-              or first_examples(train_files, WARMUP_EXAMPLES))  # validation may be empty
+    # The validation split may be empty (validation_fraction 0).
+    warmup = (examples_io.first_examples(validation_files, WARMUP_EXAMPLES)
+              or examples_io.first_examples(train_files, WARMUP_EXAMPLES))
     export_serving_model(result.model, tf_transform_output, fn_args.serving_model_dir,
                          export_spec(config, result.threshold), model_name=config.model_name,
                          warmup_examples=_image_only(warmup),

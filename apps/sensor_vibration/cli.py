@@ -13,6 +13,8 @@ import os
 import sys
 import time
 
+from suite.app_cli import add_run_arguments
+
 APP = "sensor_vibration"
 
 DESCRIPTION = """\
@@ -307,17 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", metavar="DIR",
                      help="folder with recordings and manifest.csv (default: generate demo data)")
     _add_config_args(run)
-    run.add_argument("--workspace", default="workspace", metavar="DIR",
-                     help="where examples, pipeline outputs and the metadata store go "
-                          "(default: ./workspace)")
-    run.add_argument("--serving-dir", metavar="DIR",
-                     help="model repository root (default: WORKSPACE/serving); models go to "
-                          "DIR/models/sensor_vibration/<version>, TFLite to DIR/edge/...")
-    run.add_argument("--runner", default="local", choices=["local", "beam"],
-                     help="local: one process (default); beam: Beam multi-processing workers "
-                          "for large data")
-    run.add_argument("--no-cache", action="store_true",
-                     help="re-run every step even when inputs and code are unchanged")
+    add_run_arguments(run, APP)
     run.set_defaults(func=cmd_run)
 
     predict = sub.add_parser("predict", help="classify recordings with a deployed model",

@@ -12,7 +12,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from apps.sensor_vibration.config import VibrationConfig
-from suite.config import from_dict
+from suite.config import config_from_custom as from_custom
 
 SIGNAL = "signal"
 LABEL = "label"
@@ -21,9 +21,7 @@ SIGNAL_XF = "signal_xf"
 
 def config_from_custom(custom_config: dict | None) -> VibrationConfig:
     """The app config carried in a TFX custom_config (defaults when absent)."""
-    if not custom_config or "config" not in custom_config:
-        return VibrationConfig()
-    return from_dict(VibrationConfig, custom_config["config"])
+    return from_custom(VibrationConfig, custom_config)
 
 
 def preprocessing_fn(inputs: dict, custom_config: dict | None = None) -> dict:

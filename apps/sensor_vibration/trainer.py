@@ -7,7 +7,6 @@ here, on training batches, so the exported model never contains it.
 
 from __future__ import annotations
 
-import glob
 import math
 import os
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from apps.sensor_vibration.config import TrainConfig, VibrationConfig
 from apps.sensor_vibration.model import build_model
 from apps.sensor_vibration.preprocessing import LABEL, SIGNAL, SIGNAL_XF, config_from_custom
 from serving.export import ExportSpec, classification_outputs, export_serving_model
+from suite import examples_io
 from suite.config import to_dict
 from suite.distribute import strategy as pick_strategy
 
@@ -32,42 +32,11 @@ def export_spec(config: VibrationConfig) -> ExportSpec:
                       postprocess=classification_outputs(config.data.classes))
 
 
-def expand_files(patterns: Sequence[str] | str) -> list[str]:
-    """Files behind TFX file patterns (or plain paths)."""
-    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
-    files = sorted(f for p in patterns for f in glob.glob(p))
-    if not files:
-        raise FileNotFoundError(f"no example files match {patterns}")
-    return files
-
-
-def raw_dataset(files: Sequence[str]) -> tf.data.Dataset:
-    """Serialized raw tf.Examples from TFRecord files (gzip when the name says so)."""
-    gz = [f for f in files if f.endswith(".gz")]
-    plain = [f for f in files if not f.endswith(".gz")]
-    datasets = []
-    if gz:
-        datasets.append(tf.data.TFRecordDataset(gz, compression_type="GZIP"))
-    if plain:
-        datasets.append(tf.data.TFRecordDataset(plain))
-    ds = datasets[0]
-    for other in datasets[1:]:
-        ds = ds.concatenate(other)
-    return ds
-
-
 def transformed_dataset(files: Sequence[str], tf_transform_output,
                         batch_size: int) -> tf.data.Dataset:
     """(signal_xf, label) batches: raw examples parsed and run through the TFT graph, cached."""
-    raw_spec = tf_transform_output.raw_feature_spec()
-    tft_layer = tf_transform_output.transform_features_layer()
-
-    def transform(serialized):
-        transformed = tft_layer(tf.io.parse_example(serialized, raw_spec))
-        return transformed[SIGNAL_XF], transformed[LABEL]
-
-    return (raw_dataset(files).batch(256).map(transform, num_parallel_calls=tf.data.AUTOTUNE)
-            .unbatch().cache().batch(batch_size))
+    return examples_io.transformed_dataset(files, tf_transform_output, batch_size,
+                                           SIGNAL_XF, LABEL)
 
 
 def augment(signal: tf.Tensor, cfg: TrainConfig) -> tf.Tensor:
@@ -113,7 +82,7 @@ def train(train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | None, config: Vi
 
 def warmup_examples(files: Sequence[str], n: int = WARMUP_EXAMPLES) -> list[bytes]:
     """The first ``n`` real serialized examples, for TF Serving warmup requests."""
-    return [bytes(x.numpy()) for x in raw_dataset(files).take(n)]
+    return examples_io.first_examples(files, n)
 
 
 def run_fn(fn_args) -> None:
@@ -122,8 +91,8 @@ def run_fn(fn_args) -> None:
 
     config = config_from_custom(fn_args.custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    train_files = expand_files(fn_args.train_files)
-    eval_files = expand_files(fn_args.eval_files)
+    train_files = examples_io.expand_files(fn_args.train_files)
+    eval_files = examples_io.expand_files(fn_args.eval_files)
     batch = config.train.batch_size
     model = train(transformed_dataset(train_files, tf_transform_output, batch),
                   transformed_dataset(eval_files, tf_transform_output, batch), config,

@@ -17,7 +17,8 @@ import tensorflow as tf
 from apps.medical_scans import data, evaluation, preprocessing, trainer
 from apps.medical_scans.config import check, preset
 from apps.medical_scans.model import FEATURES, build_model
-from suite.config import to_dict, replace_path
+from suite import examples_io
+from suite.config import replace_path, to_dict
 
 TINY = preset("tiny")
 
@@ -143,7 +144,7 @@ def exported(tmp_path_factory):
     export_dir = export_serving_model(
         result.model, tft_output, str(root / "export"),
         trainer.export_spec(config, result.threshold), model_name="medical_scans",
-        warmup_examples=trainer._image_only(trainer.first_examples(files("eval"), 2)),
+        warmup_examples=trainer._image_only(examples_io.first_examples(files("eval"), 2)),
         metadata=trainer.export_metadata(config, result))
     encoded = [data.load_image_bytes(os.path.join(images, c, f), config.data)
                for c in ("NORMAL", "PNEUMONIA")
