@@ -11,6 +11,9 @@ payload, measures p50 / p99 latency and throughput of
   (max_batch_size 16 = the number of clients, batch_timeout 2 ms),
 - the same served calls (16 clients, batching on) while a new version is pushed and
   hot-swapped, counting failed requests,
+- a bare gRPC echo server (the server's stack, grpc.aio, answering without a model) in
+  its own process, at 1 and 16 clients: what Python gRPC alone costs on this machine, the
+  floor under the served latency and the ceiling over the served throughput,
 
 and prints a table and the three targets: gRPC p50 overhead at batch 1 <= 1 ms; served
 throughput with batching at 16 clients >= 0.7x the in-process batched throughput; no
@@ -144,6 +147,52 @@ def start_server(base: str, batching: bool) -> tuple[subprocess.Popen, int, int]
     raise TimeoutError("the model server did not start within 300 s")
 
 
+def echo_server(port: int) -> None:
+    """A bare gRPC PredictionService on the server's stack (grpc.aio, one event loop) that
+    answers every Predict with the same small response and runs no model: what gRPC alone
+    costs in Python on this machine, the floor under the suite's server."""
+    import asyncio
+
+    import grpc
+    from tensorflow.core.framework import tensor_pb2, types_pb2
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    class Echo(prediction_service_pb2_grpc.PredictionServiceServicer):
+        def __init__(self) -> None:
+            self.response = predict_pb2.PredictResponse()
+            self.response.model_spec.name = "echo"
+            scores = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[0.5])
+            scores.tensor_shape.dim.add().size = 1
+            self.response.outputs["scores"].CopyFrom(scores)
+
+        async def Predict(self, request, context):  # noqa: N802
+            return self.response
+
+    async def serve() -> None:
+        server = grpc.aio.server()
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Echo(), server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    asyncio.run(serve())
+
+
+def start_echo_server() -> tuple[subprocess.Popen, int]:
+    """``echo_server`` in its own process; returns it once it answers."""
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--echo-server",
+                                str(port)], cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        stub.Predict(predict_pb2.PredictRequest(), timeout=120, wait_for_ready=True)
+    return process, port
+
+
 def grpc_call(port: int, request) -> Callable[[], Callable[[], int]]:
     """A factory of per-client gRPC Predict calls (one channel per client)."""
     from serving.clients import GrpcClient
@@ -270,6 +319,17 @@ def benchmark_model(base: str, model: str, seconds: float) -> list[Row]:
     rows.append(row(model, f"in-process, batch {CLIENTS}", 1, "-",
                     measure(1, seconds, inprocess(CLIENTS))))
 
+    process, port = start_echo_server()
+    try:
+        make = grpc_call(port, request)
+        measure(CLIENTS, 0.5, make)  # connect and warm up
+        for clients in (1, CLIENTS):
+            rows.append(row(model, "gRPC echo, no model", clients, "-",
+                            measure(clients, seconds, make)))
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
     body = rest_body(request)
     with tempfile.TemporaryDirectory(prefix="serving-benchmark-") as tmp:
         served = os.path.join(tmp, "models")
@@ -307,7 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", default=os.path.join(REPO_ROOT, DEFAULT_BASE),
                         help="model repository (default: %(default)s)")
     parser.add_argument("--seconds", type=float, default=4.0, help="per configuration")
+    parser.add_argument("--echo-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.echo_server:
+        echo_server(args.echo_server)
+        return 0
     models = discover_models(args.base)
     if not models:
         print(f"no pushed model under {args.base}: run `make demo` first (it trains the "
@@ -329,11 +393,14 @@ def main(argv: list[str] | None = None) -> int:
         batched = mine[(f"in-process, batch {CLIENTS}", 1, "-")].rows_per_s
         ratio = mine[("gRPC", CLIENTS, "on")].rows_per_s / batched
         failed = sum(r.failed for r in rows if r.app == model and "swap" in r.path)
+        echo = mine[("gRPC echo, no model", CLIENTS, "-")].requests_per_s / batched
         print(f"{model}: gRPC p50 overhead at batch 1: {overhead:.2f} ms (target <= 1 ms: "
               f"{'met' if overhead <= 1 else 'NOT met'}); gRPC throughput with batching at "
               f"{CLIENTS} clients: {ratio:.2f}x the in-process batch-{CLIENTS} throughput "
               f"(target >= 0.7x: {'met' if ratio >= 0.7 else 'NOT met'}); failed requests "
-              f"during swaps: {failed} (target 0: {'met' if failed == 0 else 'NOT met'})")
+              f"during swaps: {failed} (target 0: {'met' if failed == 0 else 'NOT met'}). "
+              f"A bare Python gRPC echo (no model) at {CLIENTS} clients answers {echo:.2f}x "
+              f"the in-process batch-{CLIENTS} rows/s.")
     return 0
 
 

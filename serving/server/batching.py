@@ -13,10 +13,11 @@ UNAVAILABLE (clients retry).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import grpc
 import numpy as np
@@ -30,15 +31,22 @@ from serving.server.models import ServableVersion
 class _Task:
     """One request waiting for its share of a batch."""
 
-    __slots__ = ("inputs", "rows", "enqueued", "done", "outputs", "error")
+    __slots__ = ("inputs", "rows", "enqueued", "on_done", "outputs", "error")
 
-    def __init__(self, inputs: Mapping[str, np.ndarray], rows: int):
+    def __init__(self, inputs: Mapping[str, np.ndarray], rows: int,
+                 on_done: Callable[[_Task], None]):
         self.inputs = inputs
         self.rows = rows
         self.enqueued = time.monotonic()
-        self.done = threading.Event()
+        self.on_done = on_done
         self.outputs: dict[str, np.ndarray] | None = None
         self.error: ServingError | None = None
+
+    def result(self) -> dict[str, np.ndarray]:
+        """The task's outputs (its error is raised)."""
+        if self.error is not None:
+            raise self.error
+        return self.outputs
 
 
 class _Queue:
@@ -105,6 +113,32 @@ class BatchScheduler:
     def run(self, servable: ServableVersion, signature: str,
             inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Runs ``signature`` on ``inputs`` as part of a batch; blocks until answered."""
+        done = threading.Event()
+        task = self.submit(servable, signature, inputs, lambda _: done.set())
+        done.wait()
+        return task.result()
+
+    async def run_async(self, servable: ServableVersion, signature: str,
+                        inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``run`` for a coroutine: the event loop goes on while the request waits."""
+        loop = asyncio.get_running_loop()
+        answered = loop.create_future()
+
+        def wake(task: _Task) -> None:  # on a batch thread
+            try:
+                loop.call_soon_threadsafe(
+                    lambda: answered.cancelled() or answered.set_result(task))
+            except RuntimeError:  # the loop has closed: nobody waits for the answer
+                pass
+
+        self.submit(servable, signature, inputs, wake)
+        return (await answered).result()
+
+    def submit(self, servable: ServableVersion, signature: str,
+               inputs: Mapping[str, np.ndarray],
+               on_done: Callable[[_Task], None]) -> _Task:
+        """Queues a request; ``on_done(task)`` is called on a batch thread once its
+        outputs (or error) are set. A request that cannot be queued raises at once."""
         where = f"model {servable.name} version {servable.version} signature {signature}"
         rows = batch_rows(inputs, where)
         if rows > self.options.max_batch_size:
@@ -112,7 +146,7 @@ class BatchScheduler:
                           f"{self.options.max_batch_size}")
         key = (id(servable), signature,
                tuple(sorted((k, v.dtype.str, v.shape[1:]) for k, v in inputs.items())))
-        task = _Task(inputs, rows)
+        task = _Task(inputs, rows, on_done)
         with self._cond:
             if self._stopping:
                 raise ServingError(grpc.StatusCode.UNAVAILABLE, f"{where}: server is stopping")
@@ -126,10 +160,7 @@ class BatchScheduler:
             queue.tasks.append(task)
             queue.rows += rows
             self._cond.notify()
-        task.done.wait()
-        if task.error is not None:
-            raise task.error
-        return task.outputs
+        return task
 
     def _next_batch(self) -> tuple[_Queue, list[_Task]] | None:
         """Waits for a queue that is full or timed out (any queue when stopping)."""
@@ -177,11 +208,11 @@ class BatchScheduler:
                 return
             batch[0].error = from_exception(
                 e, f"model {servable.name} version {servable.version} signature {signature}")
-            batch[0].done.set()
+            batch[0].on_done(batch[0])
             return
         self._metrics.record_batch(servable.name, rows, len(batch))
         offset = 0
         for task in batch:
             task.outputs = {k: v[offset:offset + task.rows] for k, v in outputs.items()}
             offset += task.rows
-            task.done.set()
+            task.on_done(task)

@@ -60,6 +60,21 @@ def _shape_text(dims) -> str:
     return "[" + ",".join(str(d) for d in dims) + "]"
 
 
+def _filtered(outputs: dict[str, np.ndarray],
+              output_filter: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The outputs a request's output filter asks for (all of them when it is empty)."""
+    return {k: v for k, v in outputs.items() if not output_filter or k in output_filter}
+
+
+def _run_alone(servable: ServableVersion, signature: str,
+               inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Runs a signature on one request's inputs; failures become ServingErrors."""
+    try:
+        return servable.run(signature, inputs)
+    except Exception as e:
+        raise from_exception(e, _where(servable, signature)) from None
+
+
 class ServingCore:
     """Models, batching and metrics of one server; answers TF Serving requests."""
 
@@ -134,11 +149,9 @@ class ServingCore:
                     raise invalid(f"{where}: input '{name}' expects shape {_shape_text(dims)} "
                                   f"but got {_shape_text(array.shape)}")
 
-    def run_predict(self, servable: ServableVersion, signature: str,
-                    inputs: dict[str, np.ndarray],
-                    output_filter: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-        """Checks inputs against the signature, runs it (batched when batching is on) and
-        returns the requested outputs."""
+    def check_predict(self, servable: ServableVersion, signature: str,
+                      inputs: dict[str, np.ndarray], output_filter: tuple[str, ...] = ()) -> None:
+        """Checks a predict call's inputs and output filter against the signature."""
         self.signature_inputs(servable, signature)
         self._check_inputs(servable, signature, inputs)
         outputs_def = servable.signature_defs[signature].outputs
@@ -150,21 +163,24 @@ class ServingCore:
         if len(set(output_filter)) != len(output_filter):
             raise invalid(f"{_where(servable, signature)}: duplicate output tensor alias in "
                           f"{list(output_filter)}")
-        outputs = self._run(servable, signature, inputs)
-        return {k: v for k, v in outputs.items() if not output_filter or k in output_filter}
+
+    def run_predict(self, servable: ServableVersion, signature: str,
+                    inputs: dict[str, np.ndarray],
+                    output_filter: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+        """Checks inputs against the signature, runs it (batched when batching is on) and
+        returns the requested outputs."""
+        self.check_predict(servable, signature, inputs, output_filter)
+        return _filtered(self._run(servable, signature, inputs), output_filter)
 
     def _run(self, servable: ServableVersion, signature: str,
              inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Runs a signature, through the batch scheduler when batching is on."""
         if self.scheduler is not None:
             return self.scheduler.run(servable, signature, inputs)
-        try:
-            return servable.run(signature, inputs)
-        except Exception as e:
-            raise from_exception(e, _where(servable, signature)) from None
+        return _run_alone(servable, signature, inputs)
 
-    def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-        """PredictionService.Predict."""
+    def _predict_call(self, request: predict_pb2.PredictRequest):
+        """The servable, signature, checked input arrays and output filter of a request."""
         servable = self.resolve(request.model_spec)
         signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
         self.signature_inputs(servable, signature)
@@ -175,11 +191,35 @@ class ServingCore:
             except (TypeError, ValueError) as e:
                 raise invalid(f"{_where(servable, signature)}: tensor parsing error: {name} "
                               f"({e})") from None
-        outputs = self.run_predict(servable, signature, inputs, tuple(request.output_filter))
+        output_filter = tuple(request.output_filter)
+        self.check_predict(servable, signature, inputs, output_filter)
+        return servable, signature, inputs, output_filter
+
+    def _predict_response(self, servable: ServableVersion, signature: str,
+                          outputs: dict[str, np.ndarray]) -> predict_pb2.PredictResponse:
+        """A PredictResponse holding ``outputs``."""
         response = predict_pb2.PredictResponse(model_spec=self._model_spec(servable, signature))
         for name, array in outputs.items():
-            response.outputs[name].CopyFrom(to_tensor_proto(array))
+            to_tensor_proto(array, response.outputs[name])
         return response
+
+    def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+        """PredictionService.Predict."""
+        servable, signature, inputs, output_filter = self._predict_call(request)
+        outputs = self._run(servable, signature, inputs)
+        return self._predict_response(servable, signature, _filtered(outputs, output_filter))
+
+    async def predict_async(self, request: predict_pb2.PredictRequest
+                            ) -> predict_pb2.PredictResponse:
+        """PredictionService.Predict on an asyncio event loop: with batching the request
+        waits for its batch without holding the loop; without batching the model runs on
+        the loop's thread (no hand-off to another thread per request)."""
+        servable, signature, inputs, output_filter = self._predict_call(request)
+        if self.scheduler is not None:
+            outputs = await self.scheduler.run_async(servable, signature, inputs)
+        else:
+            outputs = _run_alone(servable, signature, inputs)
+        return self._predict_response(servable, signature, _filtered(outputs, output_filter))
 
     @staticmethod
     def _model_spec(servable: ServableVersion, signature: str = "") -> model_pb2.ModelSpec:
@@ -332,6 +372,7 @@ class ServingCore:
         """Replays the version's warmup requests on it before it serves (as TF Serving
         does); any failure fails the load."""
         records = servable.warmup_requests()
+        checked = set()
         for log in records:
             kind = log.WhichOneof("log_type")
             if kind == "predict_log":
@@ -340,6 +381,9 @@ class ServingCore:
                 inputs = {k: to_ndarray(v) for k, v in request.inputs.items()}
                 self.signature_inputs(servable, signature)
                 self._check_inputs(servable, signature, inputs)
+                if signature not in checked:
+                    servable.check_direct_call(signature, inputs)
+                    checked.add(signature)
                 servable.run(signature, inputs)
             elif kind in ("classify_log", "regress_log"):
                 request = getattr(log, kind).request

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from concurrent import futures
 from dataclasses import dataclass
 
@@ -33,7 +35,7 @@ class ServerOptions:
     poll_seconds: float = 1.0
     batching: BatchingConfig | None = None  # None: every request runs on its own
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
-    grpc_threads: int = 32
+    grpc_threads: int = 8  # Classify / Regress run on these; Predict runs on the loop
     tls_cert: str | None = None
     tls_key: str | None = None
     monitoring_path: str | None = PROMETHEUS_PATH
@@ -48,7 +50,10 @@ class ModelServer:
         self.options = options
         self.core = ServingCore(entries, batching=options.batching,
                                 poll_seconds=options.poll_seconds, metrics=Metrics())
-        self._grpc: grpc.Server | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._pool: futures.ThreadPoolExecutor | None = None
         self._rest: RestServer | None = None
         self.grpc_port = 0
         self.rest_port: int | None = None
@@ -73,27 +78,21 @@ class ModelServer:
         """Loads the models, then starts gRPC and REST; returns self."""
         opts = self.options
         self.core.start()
-        limit = opts.max_request_bytes
-        self._grpc = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=opts.grpc_threads,
-                                       thread_name_prefix="grpc"),
-            options=[("grpc.max_receive_message_length", limit),
-                     ("grpc.max_send_message_length", -1),
-                     ("grpc.so_reuseport", 0)])
-        add_services(self._grpc, self.core)
-        address = f"{opts.host}:{opts.grpc_port}"
-        if opts.tls_cert:
-            with open(opts.tls_key, "rb") as key, open(opts.tls_cert, "rb") as cert:
-                credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
-            self.grpc_port = self._grpc.add_secure_port(address, credentials)
-        else:
-            self.grpc_port = self._grpc.add_insecure_port(address)
-        if not self.grpc_port:
-            raise OSError(f"cannot bind gRPC to {address}")
-        self._grpc.start()
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever, name="grpc-loop",
+                                             daemon=True)
+        self._loop_thread.start()
+        self._pool = futures.ThreadPoolExecutor(max_workers=opts.grpc_threads,
+                                                thread_name_prefix="grpc")
+        try:
+            self.grpc_port = self._on_loop(self._start_grpc())
+        except Exception:
+            self.stop(grace=0)
+            raise
         if opts.rest_port is not None:
             self._rest = RestServer(self.core, opts.host, opts.rest_port,
-                                    max_request_bytes=limit, monitoring_path=opts.monitoring_path)
+                                    max_request_bytes=opts.max_request_bytes,
+                                    monitoring_path=opts.monitoring_path)
             self.rest_port = self._rest.port
             self._rest.start()
         log.info("serving gRPC on %s:%s%s, REST on %s", opts.host, self.grpc_port,
@@ -101,17 +100,48 @@ class ModelServer:
                  f"{opts.host}:{self.rest_port}" if self._rest else "off")
         return self
 
+    async def _start_grpc(self) -> int:
+        """Creates, binds and starts the gRPC server on the loop; returns its port."""
+        opts = self.options
+        self._grpc = grpc.aio.server(
+            options=[("grpc.max_receive_message_length", opts.max_request_bytes),
+                     ("grpc.max_send_message_length", -1),
+                     ("grpc.so_reuseport", 0)])
+        add_services(self._grpc, self.core, self._pool)
+        address = f"{opts.host}:{opts.grpc_port}"
+        if opts.tls_cert:
+            with open(opts.tls_key, "rb") as key, open(opts.tls_cert, "rb") as cert:
+                credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+            port = self._grpc.add_secure_port(address, credentials)
+        else:
+            port = self._grpc.add_insecure_port(address)
+        if not port:
+            raise OSError(f"cannot bind gRPC to {address}")
+        await self._grpc.start()
+        return port
+
+    def _on_loop(self, coroutine):
+        """Runs a coroutine on the gRPC loop and returns its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
     def stop(self, grace: float = 2.0) -> None:
         """Stops accepting requests, lets those in flight finish, and stops polling."""
         if self._rest is not None:
             self._rest.stop()
-        if self._grpc is not None:
-            self._grpc.stop(grace).wait()
+        if self._loop is not None:
+            if self._grpc is not None:
+                self._on_loop(self._grpc.stop(grace))
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop_thread.join()
+            self._loop.close()
+            self._loop = None
+        if self._pool is not None:
+            self._pool.shutdown()
         self.core.stop()
 
     def wait(self) -> None:
         """Blocks until the gRPC server terminates."""
-        self._grpc.wait_for_termination()
+        self._on_loop(self._grpc.wait_for_termination())
 
     def __enter__(self) -> ModelServer:
         return self.start()

@@ -62,19 +62,41 @@ def datatype_of(array: np.ndarray) -> int:
 
 
 def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """A TensorProto as a numpy array (object arrays of bytes for strings)."""
+    """A TensorProto as a numpy array (object arrays of bytes for strings).
+
+    The common encodings (``tensor_content``, or one typed value per element) are read
+    directly; anything else (a single value filling the shape, half floats...) goes
+    through ``tf.make_ndarray``, which handles them all but costs a few times more."""
+    shape = [d.size for d in proto.tensor_shape.dim]
+    size = math.prod(shape)
+    field = _FIELD.get(proto.dtype)
+    if field is not None and not proto.tensor_content:
+        values = getattr(proto, field)
+        if len(values) == size:
+            if proto.dtype == _STRING:
+                return np.array(list(values) if size else [], dtype=object).reshape(shape)
+            return np.array(values, dtype=numpy_dtype(proto.dtype)).reshape(shape)
+    elif field is not None and proto.dtype != _STRING:
+        dtype = numpy_dtype(proto.dtype)
+        if len(proto.tensor_content) == size * dtype.itemsize:
+            return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape)
     return tf.make_ndarray(proto)
 
 
-def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
+def to_tensor_proto(array: np.ndarray,
+                    proto: tensor_pb2.TensorProto | None = None) -> tensor_pb2.TensorProto:
     """A numpy array as a TensorProto with typed value fields (``float_val``, ``string_val``,
-    ...), as TF Serving writes outputs."""
+    ...), as TF Serving writes outputs; written into ``proto`` when given (e.g. a response's
+    output map entry, saving a copy)."""
     array = np.asarray(array)
     dtype = datatype_of(array)
     field = _FIELD.get(dtype)
+    if proto is None:
+        proto = tensor_pb2.TensorProto()
     if field is None:  # half, bfloat16, complex...: TensorFlow's own encoding
-        return tf.make_tensor_proto(array)
-    proto = tensor_pb2.TensorProto(dtype=dtype)
+        proto.CopyFrom(tf.make_tensor_proto(array))
+        return proto
+    proto.dtype = dtype
     for size in array.shape:
         proto.tensor_shape.dim.add().size = size
     flat = array.ravel()

@@ -513,6 +513,25 @@ def test_batching_merges_concurrent_requests(pushed_model, reference):
                                 "batch size 8")
 
 
+def test_deadline_while_waiting_for_a_batch_leaves_the_server_serving(pushed_model):
+    # A batch that waits 1 s to fill: a request with a 0.2 s deadline gives up while its
+    # task is queued; its answer later finds nobody waiting, and the server goes on.
+    batching = BatchingConfig(max_batch_size=8, batch_timeout_micros=1_000_000,
+                              num_batch_threads=1, max_enqueued_batches=4)
+    options = ServerOptions(grpc_port=0, rest_port=None, batching=batching)
+    examples = _examples(pushed_model.eval_examples[:1])
+    with ModelServer([ModelEntry(MODEL, pushed_model.base_path)], options) as batched:
+        with GrpcClient(batched.grpc_target, timeout_s=0.2, retries=0) as hasty:
+            code, _ = _code(lambda: hasty.predict(MODEL, {"examples": examples}))
+        with GrpcClient(batched.grpc_target, timeout_s=30) as patient:
+            first = patient.predict(MODEL, {"examples": examples}).outputs["probabilities"]
+            second = patient.predict(MODEL, {"examples": examples}).outputs["probabilities"]
+        stats = batched.batching_stats(MODEL)
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    np.testing.assert_array_equal(first, second)
+    assert stats.requests == 3  # the abandoned request still ran, in its own batch
+
+
 def test_hot_swap_under_load_fails_no_request(pushed_model, push_copy, tmp_path):
     base = tmp_path / "repository" / MODEL
     shutil.copytree(pushed_model.version_dir, base / str(pushed_model.version))
