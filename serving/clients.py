@@ -409,6 +409,22 @@ class _AppClient:
         return self.client.predict(self.model, {"examples": examples},
                                    signature="serving_default")
 
+    def _classify(self, features: Sequence[Mapping[str, Any]], per_request: int,
+                  outputs: Mapping[str, type]) -> tuple[list[str], dict[str, np.ndarray],
+                                                        int | None]:
+        """``serving_default`` on ``features``, ``per_request`` examples per call: the class
+        name of each, the ``outputs`` (name -> dtype) concatenated across calls, and the
+        version that answered last."""
+        labels, arrays, version = [], {name: [] for name in outputs}, None
+        for start in range(0, len(features), per_request):
+            result = self._serving_default(features[start:start + per_request])
+            labels += [c.decode() if isinstance(c, bytes) else str(c)
+                       for c in result.outputs["classes"]]
+            for name, dtype in outputs.items():
+                arrays[name].append(np.asarray(result.outputs[name], dtype=dtype))
+            version = result.version
+        return labels, {k: np.concatenate(v) for k, v in arrays.items()}, version
+
 
 class VibrationClient(_AppClient):
     """Classifies vibration signal windows with a served sensor-vibration model.
@@ -452,16 +468,10 @@ class VibrationClient(_AppClient):
         if windows.shape[1] != self.window_values:
             raise ValueError(f"model {self.model} takes windows of {self.window_values} values "
                              f"(samples x channels), got {windows.shape[1]}")
-        labels, ids, probabilities, version = [], [], [], None
-        for start in range(0, len(windows), self.max_windows_per_request):
-            chunk = windows[start:start + self.max_windows_per_request]
-            result = self._serving_default([{"signal": w} for w in chunk])
-            labels += [c.decode() if isinstance(c, bytes) else str(c)
-                       for c in result.outputs["classes"]]
-            ids.append(np.asarray(result.outputs["class_ids"], dtype=np.int64))
-            probabilities.append(np.asarray(result.outputs["probabilities"], dtype=np.float32))
-            version = result.version
-        return VibrationPrediction(labels, np.concatenate(ids), np.concatenate(probabilities),
+        labels, arrays, version = self._classify(
+            [{"signal": w} for w in windows], self.max_windows_per_request,
+            {"class_ids": np.int64, "probabilities": np.float32})
+        return VibrationPrediction(labels, arrays["class_ids"], arrays["probabilities"],
                                    version)
 
 
@@ -491,14 +501,7 @@ class MedicalScansClient(_AppClient):
         """Classifies encoded images (PNG or JPEG file bytes)."""
         if not images:
             raise ValueError("expected at least one image")
-        labels, probabilities, thresholds, version = [], [], [], None
-        for start in range(0, len(images), self.max_images_per_request):
-            chunk = images[start:start + self.max_images_per_request]
-            result = self._serving_default([{"image": bytes(image)} for image in chunk])
-            labels += [c.decode() if isinstance(c, bytes) else str(c)
-                       for c in result.outputs["classes"]]
-            probabilities.append(np.asarray(result.outputs["probabilities"], dtype=np.float32))
-            thresholds.append(np.asarray(result.outputs["threshold"], dtype=np.float32))
-            version = result.version
-        return ScanPrediction(labels, np.concatenate(probabilities), np.concatenate(thresholds),
-                              version)
+        labels, arrays, version = self._classify(
+            [{"image": bytes(image)} for image in images], self.max_images_per_request,
+            {"probabilities": np.float32, "threshold": np.float32})
+        return ScanPrediction(labels, arrays["probabilities"], arrays["threshold"], version)

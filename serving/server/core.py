@@ -151,8 +151,8 @@ class ServingCore:
 
     def check_predict(self, servable: ServableVersion, signature: str,
                       inputs: dict[str, np.ndarray], output_filter: tuple[str, ...] = ()) -> None:
-        """Checks a predict call's inputs and output filter against the signature."""
-        self.signature_inputs(servable, signature)
+        """Checks a predict call's inputs and output filter against the signature (found
+        already: every caller has asked ``signature_inputs`` before parsing the inputs)."""
         self._check_inputs(servable, signature, inputs)
         outputs_def = servable.signature_defs[signature].outputs
         for alias in output_filter:

@@ -4,33 +4,18 @@ anything is written, and config overrides."""
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 
 import pytest
 
 from apps.clickstreams import cli
+from tests.cli_help import run_fresh
 
 
 def test_help_and_app_list_do_not_load_tensorflow():
-    code = ("import sys, contextlib, io\n"
-            "from suite import cli as suite_cli\n"
-            "from apps.clickstreams import cli\n"
-            "buf = io.StringIO()\n"
-            "with contextlib.redirect_stdout(buf):\n"
-            "    suite_cli.main(['apps'])\n"
-            "    try:\n"
-            "        cli.main(['run', '--help'])\n"
-            "    except SystemExit:\n"
-            "        pass\n"
-            "print('tensorflow' in sys.modules, 'tfx' in sys.modules)\n"
-            "print(buf.getvalue())\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
-    loaded, rest = result.stdout.split("\n", 1)
-    assert loaded == "False False"
-    assert "clickstreams" in rest and "--columns" in rest and "session-tsv" in rest
+    loaded, printed = run_fresh(("suite.cli", ["apps"]),
+                                ("apps.clickstreams.cli", ["run", "--help"]))
+    assert loaded == []
+    assert "clickstreams" in printed and "--columns" in printed and "session-tsv" in printed
 
 
 def test_bad_log_stops_the_run_before_anything_is_written(tmp_path, capsys):

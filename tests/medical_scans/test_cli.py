@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from apps.medical_scans import cli
+from tests.cli_help import run_fresh
 
 
 def test_help_and_app_list_do_not_load_tensorflow():
-    code = ("import sys, contextlib, io\n"
-            "from suite import cli as suite_cli\n"
-            "from apps.medical_scans import cli\n"
-            "buf = io.StringIO()\n"
-            "with contextlib.redirect_stdout(buf):\n"
-            "    suite_cli.main(['apps'])\n"
-            "    try:\n"
-            "        cli.main(['--help'])\n"
-            "    except SystemExit:\n"
-            "        pass\n"
-            "print('tensorflow' in sys.modules, 'tfx' in sys.modules)\n"
-            "print(buf.getvalue())\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
-    loaded, rest = result.stdout.split("\n", 1)
-    assert loaded == "False False"
-    assert "medical-scans" in rest and "explain" in rest and "dicom" in rest
+    loaded, printed = run_fresh(("suite.cli", ["apps"]), ("apps.medical_scans.cli", ["--help"]))
+    assert loaded == []
+    assert "medical-scans" in printed and "explain" in printed and "dicom" in printed
 
 
 def test_overrides_reach_the_config_and_bad_values_name_the_field(capsys):

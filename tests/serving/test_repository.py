@@ -7,8 +7,6 @@ import http.client
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 from google.protobuf import text_format
@@ -20,6 +18,8 @@ from serving.repository import (
     BatchingConfig, ModelEntry, VersionPolicy, discover_models, list_versions,
     write_serving_configs)
 from tensorflow_serving.config import model_server_config_pb2
+
+from tests.cli_help import run_fresh
 
 MODEL = "sensor_vibration"  # the pushed model's name (conftest.py)
 
@@ -150,15 +150,6 @@ def test_suite_serve_without_models_says_how_to_push_one(tmp_path, capsys):
 
 
 def test_suite_serve_help_does_not_load_tensorflow():
-    code = ("import sys, contextlib, io\n"
-            "from suite import cli\n"
-            "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
-            "    try:\n"
-            "        cli.main(['serve', '--help'])\n"
-            "    except SystemExit:\n"
-            "        pass\n"
-            "print('tensorflow' in sys.modules, '--max-batch-size' in out.getvalue())\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["False", "True"]
+    loaded, printed = run_fresh(("suite.cli", ["serve", "--help"]))
+    assert "tensorflow" not in loaded
+    assert "--max-batch-size" in printed

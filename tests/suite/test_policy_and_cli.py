@@ -12,6 +12,7 @@ import pytest
 
 from apps.sensor_vibration.config import PRESETS, VibrationConfig, preset
 from suite.config import from_dict, replace_path, to_dict
+from tests.cli_help import run_fresh
 
 
 def _python(code: str) -> str:
@@ -32,22 +33,10 @@ def test_keras3_is_active_after_tensorflow_transform_imports_first():
 
 
 def test_help_and_app_list_do_not_load_tensorflow():
-    out = _python(
-        "import sys, contextlib, io\n"
-        "from suite import cli as suite_cli\n"
-        "from apps.sensor_vibration import cli\n"
-        "buf = io.StringIO()\n"
-        "with contextlib.redirect_stdout(buf):\n"
-        "    suite_cli.main(['apps'])\n"
-        "    try:\n"
-        "        cli.main(['run', '--help'])\n"
-        "    except SystemExit:\n"
-        "        pass\n"
-        "print('tensorflow' in sys.modules, 'tfx' in sys.modules)\n"
-        "print(buf.getvalue())\n")
-    loaded, rest = out.split("\n", 1)
-    assert loaded == "False False"
-    assert "sensor-vibration" in rest and "--holdout-load" in rest
+    loaded, printed = run_fresh(("suite.cli", ["apps"]),
+                                ("apps.sensor_vibration.cli", ["run", "--help"]))
+    assert loaded == []
+    assert "sensor-vibration" in printed and "--holdout-load" in printed
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
