@@ -9,6 +9,7 @@ RUN pip install --no-cache-dir uv
 WORKDIR /suite
 COPY pyproject.toml uv.lock README.md ./
 COPY suite suite
+COPY blocks blocks
 COPY apps apps
 COPY components components
 COPY pipelines pipelines

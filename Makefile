@@ -1,5 +1,6 @@
 # Two commands on a fresh machine; each bootstraps the Python 3.10 venv from uv.lock first.
-#   make demo   generate data, run the vibration pipeline end to end (tiny preset), deploy
+#   make demo   every app on generated data, end to end (tiny preset), then one table
+#               (make demo APP=sensor-vibration runs one app)
 #   make test   the whole test suite (what CI runs)
 .PHONY: demo test bootstrap lint
 
@@ -9,7 +10,7 @@ bootstrap:
 	@scripts/bootstrap.sh
 
 demo: bootstrap
-	$(VENV)/sensor-vibration run --preset tiny --workspace workspace
+	$(VENV)/suite demo --workspace workspace $(if $(APP),--app $(APP))
 
 test: bootstrap
 	$(VENV)/python -m pytest -q

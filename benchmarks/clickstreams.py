@@ -26,8 +26,10 @@ import time
 import suite  # noqa: F401  (Keras policy before TensorFlow)
 import numpy as np
 
-from apps.clickstreams import cli, data, ranking
-from suite.app_cli import say
+from apps.base import cli
+from apps.clickstreams import data, ranking
+from apps.clickstreams.app import APP
+from suite.progress import say
 from suite.config import to_dict
 
 TARGET_LIFT = 1.2
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the benchmark; exit status 0 when the lift target is met, 1 otherwise."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", metavar="FILE", help="event log (default: generate one)")
-    cli.add_config_args(parser)
+    cli.add_config_arguments(parser, APP)
     parser.set_defaults(preset="default")
     parser.add_argument("--sessions", type=int, default=6000,
                         help="sessions of the generated log (without --data)")
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     from suite.quiet import quiet
 
     quiet()
-    config = cli.config_from_args(args)
+    config = cli.config_from_args(APP, args)
     os.makedirs(args.workspace, exist_ok=True)
     path = args.data
     if path is None:
@@ -134,12 +136,13 @@ def main(argv: list[str] | None = None) -> int:
                          model_name=config.model_name)
     say("ranking the eval split with the served model")
     rows = {name.replace("_", " "): values
-            for name, values in sorted(ingested.baselines.items())}
-    rows[config.model.kind] = model_metrics(model_dir, eval_files, ingested.catalog_size)
+            for name, values in sorted(ingested.summary["baselines"].items())}
+    rows[config.model.kind] = model_metrics(model_dir, eval_files,
+                                            ingested.summary["catalog_size"])
     latency = request_latency_ms(model_dir, first_examples(eval_files, 1)[0])
 
-    best = ingested.better_baseline
-    lift = rows[config.model.kind]["mrr@20"] / ingested.baselines[best]["mrr@20"]
+    best = ingested.summary["better_baseline"]
+    lift = rows[config.model.kind]["mrr@20"] / ingested.summary["baselines"][best]["mrr@20"]
     print()
     print(f"log: {path} ({ingested.summary['events']} events, {ingested.summary['sequences']} "
           f"sequences; eval: next events from {ingested.summary['eval_cutoff']} on, "

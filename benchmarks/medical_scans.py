@@ -36,8 +36,11 @@ quiet()  # before TensorFlow loads, so the stack's known noise stays out of the 
 import numpy as np  # noqa: E402
 
 from apps.medical_scans import data, evaluation, preprocessing, trainer  # noqa: E402
-from apps.medical_scans.config import MedicalConfig, preset  # noqa: E402
-from suite.app_cli import apply_overrides, say  # noqa: E402
+from apps.base.cli import apply_overrides  # noqa: E402
+from apps.medical_scans.config import MedicalConfig  # noqa: E402
+from apps.medical_scans.features import IMAGE_XF, LABEL, SPLITS  # noqa: E402
+from suite import examples_io  # noqa: E402
+from suite.progress import say  # noqa: E402
 from suite.config import to_dict  # noqa: E402
 
 DATASETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
@@ -118,14 +121,14 @@ def run_dataset(key: str, path: str, config: MedicalConfig, workspace: str) -> d
     shutil.rmtree(transform_dir, ignore_errors=True)
     custom = {"config": to_dict(config)}
     tft_output = transform_local.analyze(
-        _files(ingested.examples_dir, "train"), preprocessing.raw_feature_spec(),
+        _files(ingested.examples_dir, "train"), preprocessing.raw_feature_spec(config),
         lambda inputs: preprocessing.preprocessing_fn(inputs, custom), transform_dir)
 
     def dataset(split):
-        return trainer.transformed_dataset(_files(ingested.examples_dir, split), tft_output,
-                                           config.train.batch_size)
+        return examples_io.transformed_dataset(_files(ingested.examples_dir, split), tft_output,
+                                               config.train.batch_size, IMAGE_XF, LABEL)
 
-    train_ds, validation_ds, eval_ds = (dataset(s) for s in data.SPLITS)
+    train_ds, validation_ds, eval_ds = (dataset(s) for s in SPLITS)
     say(f"({key}) training {config.model.kind} at {config.model.image_size} px "
         f"(at most {config.train.epochs} epochs, {config.train.max_minutes} min)")
     result = trainer.train(train_ds, validation_ds, config, log=say)
@@ -208,7 +211,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     workspace = os.path.abspath(args.workspace)
     start = time.perf_counter()
-    base = preset("default")
+    base = MedicalConfig.preset("default")
     runs = {
         # The default preset, as the pipeline would run it on this folder.
         "a": (args.chest_xray, apply_overrides(base, {"train.max_minutes": args.minutes_a},

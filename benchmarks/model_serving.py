@@ -48,7 +48,8 @@ sys.path.insert(0, REPO_ROOT)
 import suite  # noqa: E402,F401  (Keras policy before TensorFlow)
 import numpy as np  # noqa: E402
 
-from serving.repository import DEFAULT_BASE, discover_models, list_versions  # noqa: E402
+from serving.repository import DEFAULT_BASE, discover_models  # noqa: E402
+from serving.versions import list_versions  # noqa: E402
 
 CLIENTS = 16
 
@@ -127,7 +128,7 @@ def start_server(base: str, batching: bool) -> tuple[subprocess.Popen, int, int]
     from serving.clients import GrpcClient, ServingClientError
 
     grpc_port, rest_port = free_port(), free_port()
-    command = [sys.executable, "-m", "suite.cli", "serve", "--engine", "suite", "--base", base,
+    command = [sys.executable, "-m", "apps.frontdoor", "serve", "--engine", "suite", "--base", base,
                "--grpc-port", str(grpc_port), "--rest-port", str(rest_port),
                "--poll-seconds", "0.5", "--max-batch-size", str(CLIENTS)] + (
                    [] if batching else ["--no-batching"])
@@ -281,7 +282,7 @@ def benchmark_model(base: str, model: str, seconds: float) -> list[Row]:
     """Every configuration for one app's newest pushed version."""
     import tensorflow as tf
 
-    from serving.server.models import read_warmup_requests
+    from serving.warmup import read_warmup_requests
 
     version = list_versions(os.path.join(base, model))[-1]
     version_dir = os.path.join(base, model, str(version))

@@ -38,7 +38,8 @@ quiet()  # before TensorFlow loads, so the stack's known noise stays out of the 
 import numpy as np  # noqa: E402
 
 from apps.sensor_vibration import data, preprocessing, trainer  # noqa: E402
-from apps.sensor_vibration.config import VibrationConfig, preset  # noqa: E402
+from apps.sensor_vibration.config import VibrationConfig  # noqa: E402
+from apps.sensor_vibration.features import LABEL, SIGNAL, SIGNAL_XF  # noqa: E402
 from suite import examples_io  # noqa: E402
 from suite.config import to_dict  # noqa: E402
 
@@ -99,12 +100,12 @@ def read_windows(files: list[str], config: VibrationConfig) -> tuple[np.ndarray,
     import tensorflow as tf
 
     spec = {k: v for k, v in preprocessing.raw_feature_spec(config).items()
-            if k in (preprocessing.SIGNAL, preprocessing.LABEL)}
+            if k in (SIGNAL, LABEL)}
     xs, ys = [], []
     for batch in examples_io.raw_dataset(files).batch(1024):
         parsed = tf.io.parse_example(batch, spec)
-        xs.append(parsed[preprocessing.SIGNAL].numpy())
-        ys.append(parsed[preprocessing.LABEL].numpy())
+        xs.append(parsed[SIGNAL].numpy())
+        ys.append(parsed[LABEL].numpy())
     x = np.concatenate(xs).reshape(-1, config.data.window, len(config.data.channels))
     return x, np.concatenate(ys)
 
@@ -134,7 +135,8 @@ def train_deep(train_files: list[str], config: VibrationConfig, transform_dir: s
         train_files, preprocessing.raw_feature_spec(config),
         lambda inputs: preprocessing.preprocessing_fn(inputs, custom_config), transform_dir)
     analyze_s = time.perf_counter() - start
-    dataset = trainer.transformed_dataset(train_files, tft_output, config.train.batch_size)
+    dataset = examples_io.transformed_dataset(train_files, tft_output, config.train.batch_size,
+                                              SIGNAL_XF, LABEL)
     n_train = sum(1 for _ in examples_io.raw_dataset(train_files))
     start = time.perf_counter()
     model = trainer.train(dataset, None, config, verbose=0)
@@ -153,8 +155,8 @@ def deep_predict(model, tft_output, x: np.ndarray, batch_size: int = 256) -> np.
     flat = x.reshape(len(x), -1)
     classes = []
     for i in range(0, len(x), batch_size):
-        features = layer({preprocessing.SIGNAL: tf.constant(flat[i:i + batch_size])})
-        probabilities = model(features[preprocessing.SIGNAL_XF], training=False)
+        features = layer({SIGNAL: tf.constant(flat[i:i + batch_size])})
+        probabilities = model(features[SIGNAL_XF], training=False)
         classes.append(np.argmax(probabilities, axis=1))
     return np.concatenate(classes)
 
@@ -243,7 +245,7 @@ def run_pipeline(data_dir: str, workspace: str, epochs: int | None) -> dict:
     """Runs the real TFX pipeline once in a fresh folder; returns component wall times,
     the pipeline's own wall time and the edge (TFLite) report."""
     from apps.sensor_vibration import cli
-    from apps.sensor_vibration.pipeline import APP as SPEC
+    from apps.sensor_vibration.app import APP
     from pipelines.results import component_wall_times, latest_run
 
     shutil.rmtree(workspace, ignore_errors=True)
@@ -254,11 +256,11 @@ def run_pipeline(data_dir: str, workspace: str, epochs: int | None) -> dict:
     start = time.perf_counter()
     code = cli.main(argv)
     wall_s = time.perf_counter() - start
-    metadata_path = os.path.join(workspace, cli.APP, "metadata.sqlite")
-    summary = latest_run(metadata_path, SPEC.name)
+    metadata_path = os.path.join(workspace, APP.name, "metadata.sqlite")
+    summary = latest_run(metadata_path, APP.command)
     result = {"exit_code": code, "wall_s": wall_s, "blessed": summary.blessed,
               "states": summary.states,
-              "component_wall_s": component_wall_times(metadata_path, SPEC.name),
+              "component_wall_s": component_wall_times(metadata_path, APP.command),
               "edge_dir": summary.edge_dir, "edge_report": None}
     if summary.edge_dir:
         with open(os.path.join(summary.edge_dir, "report.json")) as f:
@@ -364,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     seeds = [int(seed) for seed in args.seeds.split(",")]
     start = time.perf_counter()
-    config = preset(PRESET)
+    config = VibrationConfig.preset(PRESET)
     if args.epochs is not None:
         config = dataclasses.replace(
             config, train=dataclasses.replace(config.train, epochs=args.epochs))

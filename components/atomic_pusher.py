@@ -22,6 +22,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from serving.versions import list_versions
+
 
 def model_fingerprint(model_dir: str) -> str:
     """A hash of every file of a SavedModel directory (names and contents)."""
@@ -37,21 +39,13 @@ def model_fingerprint(model_dir: str) -> str:
     return digest.hexdigest()
 
 
-def versions(base_dir: str) -> list[int]:
-    """The numeric version directories under a model base path, ascending."""
-    if not os.path.isdir(base_dir):
-        return []
-    return sorted(int(n) for n in os.listdir(base_dir)
-                  if n.isdigit() and os.path.isdir(os.path.join(base_dir, n)))
-
-
 def push_atomically(model_dir: str, base_dir: str) -> tuple[str, bool]:
     """Publishes ``model_dir`` as a new version under ``base_dir``.
 
     Returns (version, pushed): pushed is False when the newest version already holds an
     identical model, whose version is returned instead.
     """
-    existing = versions(base_dir)
+    existing = list_versions(base_dir)
     if existing:
         latest = str(existing[-1])
         if model_fingerprint(os.path.join(base_dir, latest)) == model_fingerprint(model_dir):

@@ -77,7 +77,7 @@ def validate_serving_model(model_dir: str, *, model_name: str, timeout_s: float 
     from serving.clients import GrpcClient, ServingClientError
     from serving.repository import ModelEntry
     from serving.server import ModelServer, ServerOptions
-    from serving.server.models import read_warmup_requests
+    from serving.warmup import read_warmup_requests
 
     with tempfile.TemporaryDirectory(prefix="serving-validation-") as tmp:
         base = os.path.join(tmp, model_name)

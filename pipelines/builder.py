@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import suite
 from suite.config import to_dict
 
-SHARED_PACKAGES = ("suite", "components", "pipelines", "serving")
+SHARED_PACKAGES = ("suite", "blocks", "components", "pipelines", "serving")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -39,14 +39,16 @@ class TFLiteSpec:
 class AppSpec:
     """What an app contributes to the shared pipeline.
 
-    preprocessing_fn and run_fn are functions of the installed package; the pipeline passes
-    them by dotted path. eval_config builds a tfma.EvalConfig from the app config.
+    preprocessing_fn, fit (``pipelines.trainer``'s hook: TrainerInputs, config -> Trained)
+    and config_class live in the installed package; the pipeline passes them by dotted path.
+    eval_config builds a tfma.EvalConfig from the app config.
     """
 
     name: str  # pipeline name: lower case, digits and dashes (Kubeflow accepts no other)
-    package: str  # e.g. "apps.sensor_vibration": its sources are hashed into the code version
+    package: str  # the app's package (apps.<name>): its sources are hashed into the code version
     preprocessing_fn: Callable
-    run_fn: Callable
+    fit: Callable
+    config_class: type
     eval_config: Callable[[Any], Any]
     label_key: str
     model_input_key: str  # transformed feature the bare Keras model takes (TFLite input)
@@ -61,9 +63,10 @@ class AppSpec:
 
 
 def dotted_path(fn: Callable) -> str:
-    """``package.module.function`` of a module-level function."""
+    """``package.module.name`` of a module-level function or class."""
     if "<" in fn.__qualname__ or "." in fn.__qualname__:
-        raise ValueError(f"{fn!r} must be a module-level function to be passed by dotted path")
+        raise ValueError(f"{fn!r} must be a module-level function or class to be passed by "
+                         "dotted path")
     return f"{fn.__module__}.{fn.__qualname__}"
 
 
@@ -116,8 +119,12 @@ def create_pipeline(
     from components.serving_validator import ServingValidator
     from components.tflite_export import TFLiteExport
 
+    from pipelines import trainer as shared_trainer
+
     model_name = app.model_name(config)
-    custom_config = {"config": to_dict(config), "code_version": code_version(app)}
+    custom_config = {"config": to_dict(config), "code_version": code_version(app),
+                     "app": app.package.rpartition(".")[2], "fit": dotted_path(app.fit),
+                     "config_class": dotted_path(app.config_class)}
 
     example_gen = ImportExampleGen(
         input_base=paths.examples_dir,
@@ -138,7 +145,7 @@ def create_pipeline(
         materialize=False,
         custom_config=custom_config)
     trainer = Trainer(
-        run_fn=dotted_path(app.run_fn),
+        run_fn=dotted_path(shared_trainer.run_fn),
         examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],

@@ -5,10 +5,11 @@
   restarting or with a full batch queue);
 - ``RestClient``: the same calls over the REST API (keep-alive connection per thread;
   retries on HTTP 503 and refused connections);
-- ``VibrationClient``: the sensor-vibration model's client: signal windows in, labels and
-  class probabilities out, through either transport.
+- ``AppClient``: the base of a typed client of one served model (tf.Examples built from
+  feature dicts, sent to ``serving_default``, through either transport); an app subclasses
+  it with its own features and outputs, next to the app's code.
 
-Both clients return the same Python types, and raise ``ServingClientError`` carrying the
+Both transports return the same Python types, and raise ``ServingClientError`` carrying the
 canonical status code and the server's message.
 """
 
@@ -32,7 +33,7 @@ from tensorflow_serving.apis import (
     classification_pb2, get_model_metadata_pb2, get_model_status_pb2, input_pb2, model_pb2,
     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc, regression_pb2)
 
-from serving.server.tensors import to_ndarray, to_tensor_proto
+from serving.tensor_proto import to_ndarray, to_tensor_proto
 
 DEFAULT_GRPC_TARGET = "localhost:8500"
 DEFAULT_REST_URL = "http://localhost:8501"
@@ -377,19 +378,10 @@ class RestClient:
         return list(response.model_version_status)
 
 
-@dataclass(frozen=True)
-class VibrationPrediction:
-    """Per window: the predicted class name, its id and every class probability."""
-
-    labels: list[str]
-    class_ids: np.ndarray  # int64 [n]
-    probabilities: np.ndarray  # float32 [n, n_classes]
-    version: int | None  # the model version that answered (gRPC only)
-
-
-class _AppClient:
-    """What the typed per-app clients share: a gRPC (or REST) client and the served model's
-    name; the app's examples go to its ``serving_default`` signature."""
+class AppClient:
+    """The base of typed per-model clients (each app keeps its own next to its code): a gRPC
+    (or REST) client and the served model's name; examples go to its ``serving_default``
+    signature."""
 
     def __init__(self, target: str = DEFAULT_GRPC_TARGET, *, model: str,
                  client: GrpcClient | RestClient | None = None, **client_options):
@@ -403,105 +395,24 @@ class _AppClient:
                           if k in options}
         return cls(client=RestClient(base_url, **client_options), **options)
 
-    def _serving_default(self, features: Sequence[Mapping[str, Any]]) -> PredictResult:
+    def serving_default(self, features: Sequence[Mapping[str, Any]]) -> PredictResult:
         """Predict on ``serving_default`` with one serialized tf.Example per feature dict."""
         examples = np.array([_example(f).SerializeToString() for f in features], dtype=object)
         return self.client.predict(self.model, {"examples": examples},
                                    signature="serving_default")
 
-    def _classify(self, features: Sequence[Mapping[str, Any]], per_request: int,
-                  outputs: Mapping[str, type]) -> tuple[list[str], dict[str, np.ndarray],
-                                                        int | None]:
+    def classify_examples(self, features: Sequence[Mapping[str, Any]], per_request: int,
+                          outputs: Mapping[str, type]
+                          ) -> tuple[list[str], dict[str, np.ndarray], int | None]:
         """``serving_default`` on ``features``, ``per_request`` examples per call: the class
         name of each, the ``outputs`` (name -> dtype) concatenated across calls, and the
         version that answered last."""
         labels, arrays, version = [], {name: [] for name in outputs}, None
         for start in range(0, len(features), per_request):
-            result = self._serving_default(features[start:start + per_request])
+            result = self.serving_default(features[start:start + per_request])
             labels += [c.decode() if isinstance(c, bytes) else str(c)
                        for c in result.outputs["classes"]]
             for name, dtype in outputs.items():
                 arrays[name].append(np.asarray(result.outputs[name], dtype=dtype))
             version = result.version
         return labels, {k: np.concatenate(v) for k, v in arrays.items()}, version
-
-
-class VibrationClient(_AppClient):
-    """Classifies vibration signal windows with a served sensor-vibration model.
-
-    The window size (values per window: samples x channels) comes from the model's
-    ``serving_raw`` signature in GetModelMetadata unless ``window_values`` is given; class
-    names come back from the server with each prediction. Windows are sent as serialized
-    tf.Examples to ``serving_default``, at most ``max_windows_per_request`` per call (keep
-    it <= the server's max_batch_size when batching is on).
-    """
-
-    def __init__(self, target: str = DEFAULT_GRPC_TARGET, *, model: str = "sensor_vibration",
-                 window_values: int | None = None, max_windows_per_request: int = 32,
-                 client: GrpcClient | RestClient | None = None, **client_options):
-        super().__init__(target, model=model, client=client, **client_options)
-        self._window_values = window_values
-        self.max_windows_per_request = max_windows_per_request
-
-    @property
-    def window_values(self) -> int:
-        """Signal values per window the model takes (from GetModelMetadata if not given)."""
-        if self._window_values is None:
-            signatures = self.client.metadata(self.model)
-            raw = signatures.get("serving_raw")
-            dims = [d.size for d in raw.inputs["signal"].tensor_shape.dim] \
-                if raw is not None and "signal" in raw.inputs else []
-            if len(dims) != 2 or dims[1] <= 0:
-                raise ValueError(f"model {self.model}: cannot read the window size from its "
-                                 "metadata (no serving_raw signature with a [batch, values] "
-                                 "'signal' input); pass window_values=")
-            self._window_values = dims[1]
-        return self._window_values
-
-    def predict(self, signal_windows: np.ndarray) -> VibrationPrediction:
-        """Classifies windows shaped [n, window] or [n, window, channels]."""
-        windows = np.asarray(signal_windows, dtype=np.float32)
-        if windows.ndim not in (2, 3) or len(windows) == 0:
-            raise ValueError(f"expected windows shaped [n, window] or [n, window, channels], "
-                             f"got {windows.shape}")
-        windows = windows.reshape(len(windows), -1)
-        if windows.shape[1] != self.window_values:
-            raise ValueError(f"model {self.model} takes windows of {self.window_values} values "
-                             f"(samples x channels), got {windows.shape[1]}")
-        labels, arrays, version = self._classify(
-            [{"signal": w} for w in windows], self.max_windows_per_request,
-            {"class_ids": np.int64, "probabilities": np.float32})
-        return VibrationPrediction(labels, arrays["class_ids"], arrays["probabilities"],
-                                   version)
-
-
-@dataclass(frozen=True)
-class ScanPrediction:
-    """Per image: the decided class name, the probability of each class and the decision
-    threshold on the positive class's probability that the model applied."""
-
-    labels: list[str]
-    probabilities: np.ndarray  # float32 [n, 2]: negative, positive
-    thresholds: np.ndarray  # float32 [n]
-    version: int | None  # the model version that answered (gRPC only)
-
-
-class MedicalScansClient(_AppClient):
-    """Classifies images with a served medical-scans model: sends the encoded PNG / JPEG
-    bytes as serialized tf.Examples to ``serving_default`` (the model decodes and resizes
-    them itself), at most ``max_images_per_request`` per call."""
-
-    def __init__(self, target: str = DEFAULT_GRPC_TARGET, *, model: str = "medical_scans",
-                 max_images_per_request: int = 16,
-                 client: GrpcClient | RestClient | None = None, **client_options):
-        super().__init__(target, model=model, client=client, **client_options)
-        self.max_images_per_request = max_images_per_request
-
-    def predict(self, images: Sequence[bytes]) -> ScanPrediction:
-        """Classifies encoded images (PNG or JPEG file bytes)."""
-        if not images:
-            raise ValueError("expected at least one image")
-        labels, arrays, version = self._classify(
-            [{"image": bytes(image)} for image in images], self.max_images_per_request,
-            {"probabilities": np.float32, "threshold": np.float32})
-        return ScanPrediction(labels, arrays["probabilities"], arrays["threshold"], version)

@@ -11,9 +11,10 @@ Signatures of every exported model:
 
 The Keras 3 model and the TFT layer (a tf_keras layer) are tracked side by side on one
 ``keras.export.ExportArchive``; the TFT layer is never put inside the Keras model. The
-export also writes ``assets.extra/tf_serving_warmup_requests`` from real examples and keeps
-the Keras model itself as ``assets.extra/keras/model.keras`` so that tools that need the
-Keras graph (TFLite conversion, explanations) use exactly what is served.
+export also writes ``assets.extra/tf_serving_warmup_requests`` from real examples
+(``serving.warmup``) and keeps the Keras model itself as ``assets.extra/keras/model.keras``
+so that tools that need the Keras graph (TFLite conversion, explanations) use exactly what
+is served.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from collections.abc import Callable, Mapping, Sequence
 
 import suite  # noqa: F401  (Keras policy before TensorFlow)
 import keras
-import numpy as np
 import tensorflow as tf
 
-WARMUP_FILE = "tf_serving_warmup_requests"
+from serving.warmup import write_warmup_requests
+
 KERAS_MODEL_FILE = os.path.join("assets.extra", "keras", "model.keras")
 METADATA_FILE = os.path.join("assets.extra", "suite_metadata.json")
 SERVING_RAW = "serving_raw"
@@ -94,22 +95,6 @@ def _raw_tensor(feature, tensor: tf.Tensor):
     return tf.ragged.boolean_mask(tensor, tf.not_equal(tensor, tf.zeros_like(tensor))).to_sparse()
 
 
-def write_warmup_requests(path: str, model_name: str, serialized_examples: Sequence[bytes]) -> None:
-    """Writes TF Serving warmup requests (PredictionLog records) for ``serving_default``."""
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with tf.io.TFRecordWriter(path) as writer:
-        for example in serialized_examples:
-            request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
-            request.inputs["examples"].CopyFrom(
-                tf.make_tensor_proto(np.array([example], dtype=object), dtype=tf.string))
-            log = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request))
-            writer.write(log.SerializeToString())
-
-
 def export_serving_model(
     model: keras.Model,
     tf_transform_output,
@@ -165,8 +150,7 @@ def export_serving_model(
             with open(os.path.join(tmp_dir, METADATA_FILE), "w") as f:
                 json.dump(metadata, f, indent=2)
         if warmup_examples:
-            write_warmup_requests(os.path.join(tmp_dir, "assets.extra", WARMUP_FILE),
-                                  model_name, warmup_examples)
+            write_warmup_requests(tmp_dir, model_name, warmup_examples)
         shutil.rmtree(output_dir, ignore_errors=True)
         os.replace(tmp_dir, output_dir)
     finally:
@@ -196,19 +180,6 @@ def load_metadata(serving_model_dir: str) -> dict:
             f"{serving_model_dir}: expected a suite export holding {METADATA_FILE}")
     with open(path) as f:
         return json.load(f)
-
-
-def resolve_model_dir(path: str) -> str:
-    """A SavedModel folder from either a version folder or a TF Serving model base path
-    (its newest numeric version)."""
-    if os.path.exists(os.path.join(path, "saved_model.pb")):
-        return path
-    versions = sorted((int(n) for n in os.listdir(path) if n.isdigit()), reverse=True) \
-        if os.path.isdir(path) else []
-    if not versions:
-        raise FileNotFoundError(f"{path}: expected a SavedModel folder or a model base path "
-                                "with numeric version folders")
-    return os.path.join(path, str(versions[0]))
 
 
 def export_core_model(model: keras.Model, output_dir: str) -> str:

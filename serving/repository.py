@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from google.protobuf import text_format
 
 import suite  # noqa: F401  (Keras policy before TensorFlow)
+from serving.versions import list_versions
 
 DEFAULT_BASE = os.path.join("workspace", "serving", "models")
 MODELS_CONFIG = "models.config"
@@ -112,15 +113,6 @@ class ServingConfigFiles:
     model_config: str
     batching_parameters: str
     monitoring: str
-
-
-def list_versions(base_path: str) -> list[int]:
-    """The numeric version folders under a model base path, ascending (others are ignored,
-    as TF Serving ignores the pusher's hidden staging folders)."""
-    if not os.path.isdir(base_path):
-        return []
-    return sorted(int(n) for n in os.listdir(base_path)
-                  if n.isdigit() and os.path.isdir(os.path.join(base_path, n)))
 
 
 def discover_models(base: str) -> list[str]:

@@ -1,19 +1,91 @@
-"""JSON-safe frozen dataclass configs: conversion to and from plain dicts.
+"""JSON-safe frozen dataclass configs: the base of every app's config, conversion to and
+from plain dicts, and typed overrides of single fields.
 
-Configs travel through TFX ``custom_config`` (JSON) and are written next to a
-run's outputs, so every config is a tree of frozen dataclasses holding only
-JSON types (tuples become lists and come back as tuples).
+Configs travel through TFX ``custom_config`` (JSON) and are written next to a run's
+outputs, so every config is a tree of frozen dataclasses holding only JSON types (tuples
+become lists and come back as tuples). Values coming from outside (``--set FIELD=JSON``, a
+custom_config) are checked against the field's type before anything runs: a string where
+an integer belongs stops with the field's name, not deep inside training.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
 
 T = TypeVar("T")
+C = TypeVar("C", bound="AppConfig")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainBase:
+    """What every app's training settings hold; an app's TrainConfig adds its own."""
+
+    epochs: int = 20
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    seed: int = 0
+
+
+class AppConfig:
+    """Base of an app's root config (a frozen dataclass): named presets and a check.
+
+    An app's config module defines the dataclass, then its presets, and sets
+    ``<Config>.PRESETS``; ``check`` returns the config when its fields are consistent and
+    raises naming the bad field otherwise.
+    """
+
+    PRESETS: ClassVar[Mapping[str, Any]] = {}
+    # Declared checks that ``check`` runs: dotted field -> allowed values, and dotted field
+    # -> smallest value.
+    CHOICES: ClassVar[Mapping[str, Sequence[Any]]] = {}
+    AT_LEAST: ClassVar[Mapping[str, float]] = {"train.epochs": 1, "train.batch_size": 1}
+
+    @classmethod
+    def preset(cls: type[C], name: str) -> C:
+        """The named preset; an unknown name lists the known ones."""
+        if name not in cls.PRESETS:
+            raise ValueError(f"unknown preset {name!r}; expected one of {sorted(cls.PRESETS)}")
+        return cls.PRESETS[name]
+
+    def check(self: C) -> C:
+        """The config itself when consistent; raises naming the first bad field. Runs the
+        declared CHOICES and AT_LEAST checks; apps extend it with their own rules."""
+        for dotted, choices in self.CHOICES.items():
+            self.check_choice(dotted, choices)
+        for dotted, minimum in self.AT_LEAST.items():
+            self.check_at_least(minimum, dotted)
+        return self
+
+    def check_choice(self, dotted: str, choices: Sequence[Any]) -> None:
+        """Raises naming ``dotted`` when its value is not one of ``choices``."""
+        value = _get(self, dotted)
+        if value not in choices:
+            raise ValueError(f"{dotted}: expected one of {list(choices)}, got {value!r}")
+
+    def check_at_least(self, minimum: float, *dotted: str) -> None:
+        """Raises naming the first of the ``dotted`` fields whose value is below
+        ``minimum``."""
+        for name in dotted:
+            value = _get(self, name)
+            if value < minimum:
+                raise ValueError(f"{name}: expected >= {minimum}, got {value}")
+
+    @classmethod
+    def from_custom(cls: type[C], custom_config: dict | None) -> C:
+        """The config carried in a TFX custom_config (the class defaults when absent)."""
+        return config_from_custom(cls, custom_config)
+
+
+def _get(config: Any, dotted: str) -> Any:
+    for name in dotted.split("."):
+        config = getattr(config, name)
+    return config
 
 
 def to_dict(config: Any) -> dict:
@@ -21,28 +93,82 @@ def to_dict(config: Any) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
+def _type_name(tp: Any) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if tp in names:
+        return names[tp]
+    if typing.get_origin(tp) is tuple:
+        return "a list"
+    if dataclasses.is_dataclass(tp):
+        return "an object"
+    return getattr(tp, "__name__", str(tp))
+
+
 def _convert(tp: Any, value: Any, where: str) -> Any:
+    """``value`` (JSON types) as a value of type ``tp``; ValueError naming ``where`` when it
+    is not one."""
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
-            return None
-        return _convert(args[0], value, where) if len(args) == 1 else value
+            if type(None) in typing.get_args(tp):
+                return None
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        errors = []
+        for arg in args:
+            try:
+                return _convert(arg, value, where)
+            except ValueError as e:
+                errors.append(e)
+        if value is None:
+            raise ValueError(f"{where}: expected {_type_name(args[0])}, got null")
+        raise errors[0]
     if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {json.dumps(value)}")
         args = typing.get_args(tp)
-        inner = args[0] if args else Any
-        return tuple(_convert(inner, v, where) for v in value)
-    if tp is float and isinstance(value, int):
+        if len(args) == 2 and args[1] is Ellipsis:
+            inner = [args[0]] * len(value)
+        elif args:
+            if len(args) != len(value):
+                raise ValueError(f"{where}: expected a list of {len(args)} values, got "
+                                 f"{len(value)}")
+            inner = list(args)
+        else:
+            inner = [Any] * len(value)
+        return tuple(_convert(t, v, f"{where}[{i}]")
+                     for i, (t, v) in enumerate(zip(inner, value, strict=True)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true or false, got {json.dumps(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}: expected an integer, got {json.dumps(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            raise ValueError(f"{where}: expected a finite number, got {json.dumps(value)}")
         return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: expected a string, got {json.dumps(value)}")
+        return value
     return value
 
 
+def _fields_of(cls: type, where: str) -> str:
+    names = sorted(f.name for f in dataclasses.fields(cls))
+    return f"{where}.[{', '.join(names)}]" if where else ", ".join(names)
+
+
 def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
-    """Builds a dataclass from a dict, rejecting unknown keys with their path."""
+    """Builds a dataclass from a dict, rejecting unknown keys and values of the wrong type
+    with their path."""
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
+        raise ValueError(f"{where}: expected an object, got {json.dumps(data)[:80]}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -52,17 +178,25 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
     return cls(**kwargs)
 
 
-def replace_path(config: T, dotted: str, value: Any) -> T:
-    """Returns a copy of ``config`` with the field at ``dotted`` (e.g. "train.epochs") replaced."""
+def replace_path(config: T, dotted: str, value: Any, _prefix: str = "") -> T:
+    """A copy of ``config`` with the field at ``dotted`` (e.g. "train.epochs") replaced by
+    ``value`` (JSON types), checked against the field's type. An unknown field lists the
+    fields at that level."""
     head, _, rest = dotted.partition(".")
-    if not dataclasses.is_dataclass(config) or not any(
-            f.name == head for f in dataclasses.fields(config)):
-        raise ValueError(f"unknown config field {dotted!r}")
+    here = f"{_prefix}{head}"
+    fields = {f.name for f in dataclasses.fields(config)}
+    if head not in fields:
+        raise ValueError(f"unknown config field {_prefix + dotted!r}; expected one of "
+                         f"{_fields_of(type(config), _prefix.rstrip('.'))}")
+    current = getattr(config, head)
     if rest:
-        try:
-            value = replace_path(getattr(config, head), rest, value)
-        except ValueError:
-            raise ValueError(f"unknown config field {dotted!r}") from None
+        if not dataclasses.is_dataclass(current):
+            raise ValueError(f"unknown config field {_prefix + dotted!r}: {here} is a single "
+                             "value, not a group of fields")
+        value = replace_path(current, rest, value, f"{here}.")
+    else:
+        hint = typing.get_type_hints(type(config))[head]
+        value = _convert(hint, value, here)
     return dataclasses.replace(config, **{head: value})
 
 

@@ -14,12 +14,15 @@ TensorFlow is imported only by the functions that write or read TFRecords.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
 import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from typing import Any
 
 SUCCESS = "_SUCCESS"
@@ -58,20 +61,71 @@ def read_summary(folder: str) -> dict:
         return json.load(f)
 
 
-def write_examples(out_root: str, fingerprint: str,
-                   splits: Mapping[str, Iterable[bytes]], summary: Mapping[str, Any],
-                   progress: Callable[[str], None] | None = None) -> tuple[str, dict]:
-    """Writes ``out_root/<fingerprint>/<split>/data.tfrecord`` for each split, atomically.
+@dataclass(frozen=True)
+class IngestResult:
+    """Where an app's ingestion put its examples and what its ``summary.json`` says: the
+    per-split ``counts`` and, when bad files were skipped, ``skipped`` as [file, reason]
+    pairs, beside whatever the app records (class counts, baselines, ...)."""
 
-    ``summary`` (JSON-safe) is stored with ``fingerprint`` and the per-split ``counts`` added.
-    A finished folder for the fingerprint is returned untouched. Returns (folder, summary).
+    examples_dir: str  # <out_root>/<fingerprint>, one subfolder per split
+    summary: dict
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Examples per split."""
+        return dict(self.summary.get("counts", {}))
+
+    @property
+    def fingerprint(self) -> str:
+        """The content fingerprint naming the folder."""
+        return str(self.summary["fingerprint"])
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """(file, reason) of each bad input file skipped."""
+        return [(str(f), str(r)) for f, r in self.summary.get("skipped", [])]
+
+    @classmethod
+    def load(cls, folder: str) -> IngestResult:
+        """The result of a finished examples folder."""
+        return cls(folder, read_summary(folder))
+
+
+Splits = Mapping[str, Iterable[bytes]]
+
+
+def ingest_once(out_root: str, fingerprint: str,
+                produce: Callable[[], AbstractContextManager[tuple[Splits, Mapping[str, Any]]]],
+                progress: Callable[[str], None] | None = None) -> IngestResult:
+    """The examples folder of ``fingerprint``: the finished one untouched, else written.
+
+    ``produce()`` is called only when the folder is missing; it returns a context manager
+    giving (serialized examples per split, summary), held open while the examples are
+    written (e.g. a spool of converted files).
     """
     final = os.path.join(out_root, fingerprint)
     if is_complete(final):
         if progress:
             progress(f"examples up to date: {final}")
-        return final, read_summary(final)
+        return IngestResult.load(final)
+    with produce() as (splits, summary):
+        return write_examples(out_root, fingerprint, splits, summary, progress)
 
+
+def produced(splits: Splits, summary: Mapping[str, Any]):
+    """``ingest_once``'s ``produce`` result for examples that need nothing held open."""
+    return contextlib.nullcontext((splits, summary))
+
+
+def write_examples(out_root: str, fingerprint: str, splits: Splits,
+                   summary: Mapping[str, Any],
+                   progress: Callable[[str], None] | None = None) -> IngestResult:
+    """Writes ``out_root/<fingerprint>/<split>/data.tfrecord`` for each split, atomically.
+
+    ``summary`` (JSON-safe) is stored with ``fingerprint`` and the per-split ``counts``
+    added. When another process finishes the same fingerprint first, its folder is kept.
+    """
+    final = os.path.join(out_root, fingerprint)
     import tensorflow as tf  # noqa: PLC0415 (readers and validation need no TensorFlow)
 
     os.makedirs(out_root, exist_ok=True)
@@ -103,11 +157,13 @@ def write_examples(out_root: str, fingerprint: str,
             if not is_complete(final):
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
-            return final, read_summary(final)
+            return IngestResult.load(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return final, full
+    if progress:
+        progress(f"wrote {sum(counts.values())} examples to {final}")
+    return IngestResult(final, json.loads(json.dumps(full)))  # as read back from the file
 
 
 def expand_files(patterns: Sequence[str] | str) -> list[str]:

@@ -56,8 +56,16 @@ class _Filter(logging.Filter):
         return not _HARMLESS.search(message)
 
 
+_INSTALLED = False
+
+
 def quiet() -> None:
-    """Installs the filters for this process (call before TensorFlow and TFX load)."""
+    """Installs the filters for this process (call before TensorFlow and TFX load); a
+    second call does nothing (the progress filter prints, so it must be installed once)."""
+    global _INSTALLED
+    if _INSTALLED:
+        return
+    _INSTALLED = True
     # The CUDA/TensorRT probing lines are C++ errors on CPU-only machines: hide them too.
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     for category in (FutureWarning, DeprecationWarning, UserWarning, PendingDeprecationWarning):

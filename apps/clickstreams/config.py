@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
+from suite.config import AppConfig, TrainBase
+
 FORMATS: tuple[str, ...] = ("session-tsv", "diginetica", "movielens", "csv")
+MODEL_KINDS: tuple[str, ...] = ("sasrec", "gru")
+LOSSES: tuple[str, ...] = ("full", "sampled")
 
 
 @dataclass(frozen=True)
@@ -54,15 +57,11 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation."""
+class TrainConfig(TrainBase):
+    """Optimisation: epochs, batch size, learning rate and seed, and the loss."""
 
-    epochs: int = 15
-    batch_size: int = 128
-    learning_rate: float = 1e-3
     loss: str = "full"  # "full" softmax cross-entropy or "sampled" softmax
     num_sampled: int = 256  # negatives per batch for the sampled softmax
-    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ class ServingConfig:
 
 
 @dataclass(frozen=True)
-class ClickstreamConfig:
+class ClickstreamConfig(AppConfig):
     """The whole app configuration; JSON-safe so it travels through TFX custom_config."""
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -97,6 +96,10 @@ class ClickstreamConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     model_name: str = "clickstreams"
+
+    CHOICES = {"data.format": FORMATS, "model.kind": MODEL_KINDS, "train.loss": LOSSES}
+    # The metrics rank 20 items.
+    AT_LEAST = {**AppConfig.AT_LEAST, "serving.top_k": 20}
 
 
 PRESETS: dict[str, ClickstreamConfig] = {
@@ -109,7 +112,7 @@ PRESETS: dict[str, ClickstreamConfig] = {
         eval=EvalConfig(max_mrr_drop=0.05),
     ),
     # The benchmark setting.
-    "default": ClickstreamConfig(),
+    "default": ClickstreamConfig(train=TrainConfig(epochs=15, batch_size=128)),
     "full": ClickstreamConfig(
         data=DataConfig(max_history=50, min_item_count=5),
         model=ModelConfig(embedding_dim=128, intermediate_dim=256, gru_units=128),
@@ -118,14 +121,4 @@ PRESETS: dict[str, ClickstreamConfig] = {
 }
 
 
-def preset(name: str) -> ClickstreamConfig:
-    """Returns a named preset or raises with the known names."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}") from None
-
-
-def with_model_kind(config: ClickstreamConfig, kind: str) -> ClickstreamConfig:
-    """Returns the config with another model family."""
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, kind=kind))
+ClickstreamConfig.PRESETS = PRESETS

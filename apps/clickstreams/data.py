@@ -37,23 +37,16 @@ import numpy as np
 
 from apps.clickstreams import ranking
 from apps.clickstreams.config import FORMATS, DataConfig
+from apps.clickstreams.features import (
+    HISTORY, HISTORY_EVENTS, NEXT_EVENT, NEXT_ITEM, SESSION, SPLITS, TIMESTAMP)
 from suite import examples_io
 
 # Bumped whenever the example encoding or the split rules change.
 _FORMAT_VERSION = 1
 _SHUFFLE_SEED = 0
-SPLITS: tuple[str, ...] = ("train", "eval")
 _GUESS_SEPARATORS = ("\t", ";", ",", "|", " ")
 _SEPARATOR_NAMES = {"\t": "tab", " ": "whitespace", ",": "comma", ";": "semicolon",
                     "|": "pipe"}
-
-# Feature names of the written examples.
-HISTORY = "history"
-NEXT_ITEM = "next_item"
-HISTORY_EVENTS = "history_event_types"
-NEXT_EVENT = "next_event_type"
-SESSION = "session_id"
-TIMESTAMP = "timestamp"
 
 
 class DataError(ValueError):
@@ -433,76 +426,52 @@ def split_pairs(plan: Plan, split: str, max_history: int) -> list[tuple[tuple[st
 # Ingest
 
 
-@dataclass(frozen=True)
-class IngestResult:
-    """Where ``ingest`` put the examples, and what the summary says about them."""
-
-    examples_dir: str  # <out_root>/<fingerprint>, holding train/ and eval/
-    counts: dict[str, int]  # examples per split
-    baselines: dict[str, dict[str, float]]  # baseline -> metric -> value on the eval split
-    better_baseline: str
-    catalog_size: int  # items in the train vocabulary
-    fingerprint: str
-    summary: dict
-
-    @classmethod
-    def from_summary(cls, folder: str, summary: dict) -> IngestResult:
-        """The result for an examples folder and its ``summary.json``."""
-        return cls(examples_dir=folder, counts=dict(summary["counts"]),
-                   baselines=summary["baselines"], better_baseline=summary["better_baseline"],
-                   catalog_size=int(summary["catalog_size"]),
-                   fingerprint=summary["fingerprint"], summary=summary)
-
-
 def ingest(path: str, config: DataConfig, out_root: str,
-           progress: Callable[[str], None] | None = None) -> IngestResult:
+           progress: Callable[[str], None] | None = None) -> examples_io.IngestResult:
     """Validates the log, then writes train/ and eval/ TFRecords under out_root/<fingerprint>
-    with the baselines' metrics in ``summary.json``; a finished folder is reused untouched."""
+    with the baselines' metrics (``baselines``, ``better_baseline``) and the vocabulary size
+    (``catalog_size``) in ``summary.json``; a finished folder is reused untouched."""
     _check_config(config)
     if not os.path.isfile(path):
         raise DataError(f"{path}: expected an event log file, got no such file")
+
+    def produce():
+        log = read_events(path, config)
+        seqs, dropped_short = sessions(log, config.min_session_length)
+        plan = plan_examples(seqs, config, path)
+        if progress:
+            progress(f"read {len(log.items)} events in {len(seqs) + dropped_short} sequences; "
+                     f"{dropped_short} shorter than {config.min_session_length} dropped")
+        n = config.max_history
+        baselines = ranking.fit_baselines(
+            ((h[-1], nxt) for h, nxt in split_pairs(plan, "train", n)), plan.vocabulary)
+        metrics = ranking.baseline_metrics(baselines, split_pairs(plan, "eval", n),
+                                           len(plan.vocabulary))
+        order = {split: list(items) for split, items in plan.splits.items()}
+        # Session order would give batches of one session's prefixes; shuffle train once.
+        perm = np.random.default_rng(_SHUFFLE_SEED).permutation(len(order["train"]))
+        order["train"] = [order["train"][k] for k in perm]
+        summary = {
+            "format_version": _FORMAT_VERSION,
+            "source_file": os.path.basename(path),
+            "config": dataclasses.asdict(config),
+            "events": len(log.items),
+            "sequences": len(seqs),
+            "dropped_short_sequences": dropped_short,
+            "eval_cutoff": datetime.fromtimestamp(plan.cutoff, timezone.utc).isoformat(),
+            "dropped_eval_unknown_items": plan.dropped_eval,
+            "catalog_size": len(plan.vocabulary),
+            "baselines": metrics,
+            "better_baseline": ranking.better_baseline(metrics),
+        }
+        return examples_io.produced(
+            {split: (serialize(plan, i, t, n) for i, t in order[split]) for split in SPLITS},
+            summary)
+
     fingerprint = examples_io.content_fingerprint(
         {"format_version": _FORMAT_VERSION, "config": dataclasses.asdict(config)},
         [(os.path.basename(path), path)])
-    final = os.path.join(out_root, fingerprint)
-    if examples_io.is_complete(final):
-        if progress:
-            progress(f"examples up to date: {final}")
-        return IngestResult.from_summary(final, examples_io.read_summary(final))
-
-    log = read_events(path, config)
-    seqs, dropped_short = sessions(log, config.min_session_length)
-    plan = plan_examples(seqs, config, path)
-    if progress:
-        progress(f"read {len(log.items)} events in {len(seqs) + dropped_short} sequences; "
-                 f"{dropped_short} shorter than {config.min_session_length} dropped")
-    n = config.max_history
-    baselines = ranking.fit_baselines(
-        ((h[-1], nxt) for h, nxt in split_pairs(plan, "train", n)), plan.vocabulary)
-    metrics = ranking.baseline_metrics(baselines, split_pairs(plan, "eval", n),
-                                       len(plan.vocabulary))
-    order = {split: list(items) for split, items in plan.splits.items()}
-    # Session order would give batches of one session's prefixes; shuffle train once.
-    perm = np.random.default_rng(_SHUFFLE_SEED).permutation(len(order["train"]))
-    order["train"] = [order["train"][k] for k in perm]
-    summary = {
-        "format_version": _FORMAT_VERSION,
-        "source_file": os.path.basename(path),
-        "config": dataclasses.asdict(config),
-        "events": len(log.items),
-        "sequences": len(seqs),
-        "dropped_short_sequences": dropped_short,
-        "eval_cutoff": datetime.fromtimestamp(plan.cutoff, timezone.utc).isoformat(),
-        "dropped_eval_unknown_items": plan.dropped_eval,
-        "catalog_size": len(plan.vocabulary),
-        "baselines": metrics,
-        "better_baseline": ranking.better_baseline(metrics),
-    }
-    folder, summary = examples_io.write_examples(
-        out_root, fingerprint,
-        {split: (serialize(plan, i, t, n) for i, t in order[split]) for split in SPLITS},
-        summary, progress)
-    return IngestResult.from_summary(folder, summary)
+    return examples_io.ingest_once(out_root, fingerprint, produce, progress)
 
 
 # --------------------------------------------------------------------------------------

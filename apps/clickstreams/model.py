@@ -19,10 +19,9 @@ import keras_hub
 import numpy as np
 from keras import layers, ops
 
-from apps.clickstreams.config import ClickstreamConfig
-from apps.clickstreams.preprocessing import ITEM_IDS
+from apps.clickstreams.config import MODEL_KINDS, ClickstreamConfig
+from apps.clickstreams.features import ITEM_IDS
 
-MODEL_KINDS = ("sasrec", "gru")
 EMBEDDING = "item_embedding"
 SEQUENCE_STATES = "sequence_states"
 POPULARITY = "popularity"

@@ -1,12 +1,12 @@
-"""The clickstreams app's spec for the shared pipeline builder."""
+"""What the clickstreams app's pipeline evaluates, and what blesses a model."""
 
 from __future__ import annotations
 
 import json
 
-from apps.clickstreams import preprocessing, ranking, trainer
 from apps.clickstreams.config import ClickstreamConfig
-from pipelines.builder import AppSpec, TFLiteSpec
+from apps.clickstreams.features import NEXT_ITEM
+from pipelines.eval_config import gated_metric, model_spec
 
 # The TFMA metrics, by module path (imported by the Evaluator, not here: it loads Beam).
 METRICS_MODULE = f"{__package__}.metrics"
@@ -26,20 +26,13 @@ def eval_config(config: ClickstreamConfig):
     def metric(class_name: str, **kwargs):
         return tfma.MetricConfig(class_name=class_name, module=METRICS_MODULE, **kwargs)
 
-    mrr = metric("MRRAt20", threshold=tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_mrr20(config)}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": -config.eval.max_mrr_drop})))
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name="serving_default",
-                                    label_key=preprocessing.NEXT_ITEM,
-                                    prediction_key=PREDICTION_KEY,
-                                    model_type=tfma.constants.TF_GENERIC)],
+        model_specs=[model_spec(NEXT_ITEM, PREDICTION_KEY)],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
             metric("RecallAt20"),
-            mrr,
+            gated_metric("MRRAt20", bound=min_mrr20(config),
+                         max_change=config.eval.max_mrr_drop, module=METRICS_MODULE),
             metric("NDCGAt10"),
             metric("CoverageAt20",
                    config=json.dumps({"catalog_size": config.eval.catalog_size})),
@@ -47,15 +40,3 @@ def eval_config(config: ClickstreamConfig):
         slicing_specs=[tfma.SlicingSpec()],
     )
 
-
-APP = AppSpec(
-    name="clickstreams",
-    package="apps.clickstreams",
-    preprocessing_fn=preprocessing.preprocessing_fn,
-    run_fn=trainer.run_fn,
-    eval_config=eval_config,
-    label_key=preprocessing.LABEL,
-    model_input_key=preprocessing.ITEM_IDS,
-    tflite=TFLiteSpec(top_k=ranking.TOP_K, optional_variants=("int8",),
-                      vocabularies=(preprocessing.VOCABULARY,)),
-)

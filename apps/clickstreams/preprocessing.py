@@ -16,20 +16,10 @@ import suite  # noqa: F401  (Keras policy before TensorFlow)
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from apps.clickstreams import data
 from apps.clickstreams.config import ClickstreamConfig
-from suite.config import config_from_custom as from_custom
-
-HISTORY = data.HISTORY
-NEXT_ITEM = data.NEXT_ITEM
-ITEM_IDS = "item_ids"
-LABEL = "label"
-VOCABULARY = "items"  # TFT vocabulary (asset) name
-
-
-def config_from_custom(custom_config: dict | None) -> ClickstreamConfig:
-    """The app config carried in a TFX custom_config (defaults when absent)."""
-    return from_custom(ClickstreamConfig, custom_config)
+from apps.clickstreams.features import (
+    HISTORY, HISTORY_EVENTS, ITEM_IDS, LABEL, NEXT_EVENT, NEXT_ITEM, SESSION, TIMESTAMP,
+    VOCABULARY)
 
 
 def left_pad(ids: tf.SparseTensor, length: int) -> tf.Tensor:
@@ -51,7 +41,7 @@ def left_pad(ids: tf.SparseTensor, length: int) -> tf.Tensor:
 
 def preprocessing_fn(inputs: dict, custom_config: dict | None = None) -> dict:
     """Raw examples -> left-padded history ids and the next item's vocabulary index."""
-    config = config_from_custom(custom_config)
+    config = ClickstreamConfig.from_custom(custom_config)
     threshold = config.data.min_item_count
     vocabulary = tft.vocabulary(
         inputs[NEXT_ITEM], frequency_threshold=threshold if threshold > 1 else None,
@@ -71,10 +61,10 @@ def raw_feature_spec(config: ClickstreamConfig) -> dict:
     spec = {
         HISTORY: tf.io.VarLenFeature(tf.string),
         NEXT_ITEM: tf.io.FixedLenFeature([], tf.string),
-        data.SESSION: tf.io.FixedLenFeature([], tf.string),
-        data.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
+        SESSION: tf.io.FixedLenFeature([], tf.string),
+        TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
     }
-    if data.layout(config.data).event:
-        spec[data.HISTORY_EVENTS] = tf.io.VarLenFeature(tf.string)
-        spec[data.NEXT_EVENT] = tf.io.FixedLenFeature([], tf.string)
+    if config.data.event_column:  # no format has an event column by default
+        spec[HISTORY_EVENTS] = tf.io.VarLenFeature(tf.string)
+        spec[NEXT_EVENT] = tf.io.FixedLenFeature([], tf.string)
     return spec

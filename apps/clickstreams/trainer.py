@@ -1,4 +1,4 @@
-"""Training of the clickstreams models: a plain ``train()`` and the TFX ``run_fn`` adapter.
+"""Training of the clickstreams models: a plain ``train()`` and the pipeline's ``fit`` hook.
 
 The input pipeline reads raw examples, applies the TFT transform graph (vocabulary lookup,
 padding) and drops the few train examples whose next item is outside the vocabulary (no
@@ -12,7 +12,6 @@ vocabularies (TFT sorts the vocabulary by frequency, as the log-uniform sampler 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import suite  # noqa: F401  (Keras policy before TensorFlow)
@@ -21,17 +20,13 @@ import numpy as np
 import tensorflow as tf
 
 from apps.clickstreams.config import ClickstreamConfig
+from apps.clickstreams.features import HISTORY, ITEM_IDS, LABEL, VOCABULARY
 from apps.clickstreams.model import (
     build_model, item_embeddings, sequence_states, set_popularity)
-from apps.clickstreams.preprocessing import (
-    HISTORY, ITEM_IDS, LABEL, VOCABULARY, config_from_custom)
-from serving.export import ExportSpec, Postprocess, export_serving_model
-from suite.config import to_dict
+from pipelines.trainer import Trained, TrainerInputs
+from serving.export import ExportSpec, Postprocess
 from suite.distribute import strategy as pick_strategy
-from suite.examples_io import expand_files, first_examples, raw_dataset
-
-WARMUP_EXAMPLES = 8
-LOSSES = ("full", "sampled")
+from suite.examples_io import raw_dataset
 
 
 def top_k_outputs(vocabulary: Sequence[bytes | str], k: int) -> Postprocess:
@@ -121,9 +116,7 @@ def train(train_data: tuple[np.ndarray, np.ndarray],
           n_items: int, *, verbose: int = 2, log_dir: str | None = None) -> keras.Model:
     """Builds and fits the configured model on (item_ids, label) arrays; returns the scoring
     model, its empty-history popularity set from the train labels."""
-    cfg = config.train
-    if cfg.loss not in LOSSES:
-        raise ValueError(f"train.loss: expected one of {LOSSES}, got {cfg.loss!r}")
+    cfg = config.check().train
     keras.utils.set_random_seed(cfg.seed)
     ids, labels = train_data
     train_ds = (tf.data.Dataset.from_tensor_slices((ids, position_targets(ids, labels, n_items)))
@@ -146,19 +139,10 @@ def train(train_data: tuple[np.ndarray, np.ndarray],
     return model
 
 
-def run_fn(fn_args) -> None:
-    """TFX Trainer entry point: unpacks fn_args, calls train() and the shared export."""
-    import tensorflow_transform as tft  # noqa: PLC0415
-
-    config = config_from_custom(fn_args.custom_config)
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    train_files = expand_files(fn_args.train_files)
-    eval_files = expand_files(fn_args.eval_files)
-    model = train(transformed_arrays(train_files, tf_transform_output),
-                  transformed_arrays(eval_files, tf_transform_output), config,
-                  vocabulary_size(tf_transform_output),
-                  log_dir=os.path.join(fn_args.model_run_dir, "logs"))
-    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir,
-                         export_spec(config, tf_transform_output), model_name=config.model_name,
-                         warmup_examples=first_examples(eval_files, WARMUP_EXAMPLES),
-                         metadata={"app": "clickstreams", "config": to_dict(config)})
+def fit(inputs: TrainerInputs, config: ClickstreamConfig) -> Trained:
+    """The pipeline's hook: transformed train / eval arrays -> train() -> the top-k ranker."""
+    tft_output = inputs.transform_output
+    model = train(transformed_arrays(inputs.train_files, tft_output),
+                  transformed_arrays(inputs.eval_files, tft_output), config,
+                  vocabulary_size(tft_output), log_dir=inputs.log_dir)
+    return Trained(model, export_spec(config, tft_output))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass, field
 
+from suite.config import AppConfig, TrainBase
+
 FORMATS: tuple[str, ...] = ("folders", "npz", "dicom")
+MODEL_KINDS: tuple[str, ...] = ("cnn", "resnet")
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,10 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation, class balance and training-time augmentation."""
+class TrainConfig(TrainBase):
+    """Optimisation (epochs, batch size, learning rate, seed, weight decay), class balance
+    and training-time augmentation."""
 
-    epochs: int = 20
-    batch_size: int = 32
-    learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     class_weights: bool = True  # weight classes by inverse frequency (imbalanced data)
     # Augmentation, training batches only: small rotations (fraction of a full turn), zoom,
@@ -70,7 +70,6 @@ class TrainConfig:
     translation: float = 0.05
     gamma: float = 0.25
     horizontal_flip: bool = False
-    seed: int = 0
     # Stop after this many minutes of training (None = all epochs); the weights of the
     # epoch with the best validation AUC are kept.
     max_minutes: float | None = None
@@ -86,7 +85,7 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
-class MedicalConfig:
+class MedicalConfig(AppConfig):
     """The whole app configuration; JSON-safe so it travels through TFX custom_config."""
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -94,6 +93,24 @@ class MedicalConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     model_name: str = "medical_scans"
+
+    CHOICES = {"model.kind": MODEL_KINDS}
+
+    def check(self) -> MedicalConfig:
+        """The config when its fields are consistent; raises naming the bad field."""
+        check_data(self.data)
+        super().check()
+        m = self.model
+        if m.kind == "resnet" and (not m.filters or m.filters[0] != 64):
+            raise ValueError(f"model.filters: the keras-hub ResNet backbone's first stage has "
+                             f"64 filters, got {list(m.filters)}")
+        if m.channels not in (1, 3):
+            raise ValueError(f"model.channels: expected 1 (grayscale) or 3 (RGB), got "
+                             f"{m.channels}")
+        if m.image_size < 16:
+            raise ValueError(f"model.image_size: expected at least 16 pixels, got "
+                             f"{m.image_size}")
+        return self
 
 
 PRESETS: dict[str, MedicalConfig] = {
@@ -119,11 +136,7 @@ PRESETS: dict[str, MedicalConfig] = {
 }
 
 
-def preset(name: str) -> MedicalConfig:
-    """The named preset; unknown names list the valid ones."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}: expected one of {sorted(PRESETS)}")
-    return PRESETS[name]
+MedicalConfig.PRESETS = PRESETS
 
 
 def check_data(d: DataConfig) -> DataConfig:
@@ -146,26 +159,3 @@ def check_data(d: DataConfig) -> DataConfig:
         except re.error as e:
             raise ValueError(f"data.{name}: invalid regular expression ({e})") from e
     return d
-
-
-def check(config: MedicalConfig) -> MedicalConfig:
-    """Returns ``config`` when its fields are consistent; raises naming the bad field."""
-    check_data(config.data)
-    m = config.model
-    if m.kind not in ("cnn", "resnet"):
-        raise ValueError(f"model.kind: expected 'cnn' or 'resnet', got {m.kind!r}")
-    if m.kind == "resnet" and (not m.filters or m.filters[0] != 64):
-        raise ValueError(f"model.filters: the keras-hub ResNet backbone's first stage has 64 "
-                         f"filters, got {list(m.filters)}")
-    if m.channels not in (1, 3):
-        raise ValueError(f"model.channels: expected 1 (grayscale) or 3 (RGB), got {m.channels}")
-    if m.image_size < 16:
-        raise ValueError(f"model.image_size: expected at least 16 pixels, got {m.image_size}")
-    return config
-
-
-def with_format(config: MedicalConfig, fmt: str | None) -> MedicalConfig:
-    """``config`` with ``data.format`` set (None keeps it)."""
-    if fmt is None:
-        return config
-    return dataclasses.replace(config, data=dataclasses.replace(config.data, format=fmt))

@@ -31,6 +31,7 @@ TensorFlow and pydicom are imported only by the functions that need them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -42,29 +43,23 @@ import warnings
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageFilter
 
 from apps.medical_scans.config import FORMATS, DataConfig, check_data
+from apps.medical_scans.features import IMAGE, LABEL, PATIENT, SOURCE, SPLITS, SUBTYPE
+from blocks.vision.dicom import encode_png, read_dicom, write_dicom
+from blocks.vision.dicom import is_dicom as _is_dicom
+from blocks.vision.errors import ImageError
 from suite import examples_io
 
 # Bumped whenever the example encoding or the split rules change.
 _FORMAT_VERSION = 1
 
-SPLITS: tuple[str, ...] = ("train", "validation", "eval")
-
-# Feature names of the written examples.
-IMAGE = "image"  # bytes: PNG or JPEG file bytes
-LABEL = "label"  # int64: 0 = classes[0] (negative), 1 = classes[1] (positive)
-SUBTYPE = "subtype"  # bytes: subtype_pattern's first group, lower-case, or "none"
-PATIENT = "patient"  # bytes: the patient (group) id
-SOURCE = "source_file"  # bytes: path relative to the data folder, or "<npz>:<split>[<i>]"
 
 _IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
-_DICOM_EXTENSIONS = (".dcm", ".dicom")
 _JUNK_FILES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db"})
 _JUNK_FOLDERS = frozenset({"__macosx", "$recycle.bin"})
 _EVAL_FOLDERS = ("test", "val")  # in order of preference
@@ -72,9 +67,9 @@ _NPZ_SPLITS = ("train", "val", "test")
 _PROGRESS_EVERY = 500
 
 
-class DataError(ValueError):
+class DataError(ImageError):
     """Bad input data; the message starts with the offending path and says what was
-    expected."""
+    expected. An ``ImageError`` (a ValueError), as the image blocks raise."""
 
 
 # --------------------------------------------------------------------------------------
@@ -85,115 +80,22 @@ def _is_junk(name: str) -> bool:
     return name.startswith(".") or name.lower() in _JUNK_FILES
 
 
-def _has_dicom_preamble(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
-def _is_dicom(path: str) -> bool:
-    return path.lower().endswith(_DICOM_EXTENSIONS) or _has_dicom_preamble(path)
-
-
-def _first(value: Any) -> float:
-    """The first value of a possibly multi-valued DICOM number."""
-    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-        value = value[0]
-    return float(value)
-
-
 def _read_dicom(path: str, default_window: Sequence[float] | None = None
                 ) -> tuple[np.ndarray, str]:
-    """The uint8 [H, W] image of a DICOM file (see ``dicom_to_uint8``) and its PatientID."""
-    import pydicom  # noqa: PLC0415 (only DICOM input needs it)
-    from pydicom.errors import InvalidDicomError  # noqa: PLC0415
-
+    """``blocks.vision.dicom.read_dicom`` (uint8 [H, W] image, PatientID), its errors raised
+    as DataError with the same message."""
     try:
-        try:
-            ds = pydicom.dcmread(path)
-        except InvalidDicomError:
-            # Old files may lack the 128-byte preamble; anything else is not DICOM at all.
-            ds = pydicom.dcmread(path, force=True)
-            if "PixelData" not in ds and "SOPClassUID" not in ds:
-                raise DataError(f"{path}: not a DICOM file (expected a DICOM image)") from None
+        return read_dicom(path, default_window)
     except DataError:
         raise
-    except Exception as e:  # pydicom raises many kinds on damaged files
-        raise DataError(f"{path}: cannot read the DICOM file ({e}); expected a DICOM "
-                        "image") from e
-    if "PixelData" not in ds:
-        raise DataError(f"{path}: DICOM file has no pixel data (expected an image)")
-    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip()
-    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise DataError(f"{path}: unsupported PhotometricInterpretation "
-                        f"{photometric or '(missing)'!r}; expected a grayscale image "
-                        "(MONOCHROME1 or MONOCHROME2)")
-    try:
-        pixels = ds.pixel_array
-    except Exception as e:  # missing decoder plugin, inconsistent attributes, short data
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        name = getattr(syntax, "name", None) or str(syntax or "unknown transfer syntax")
-        raise DataError(f"{path}: cannot decode the pixel data ({name}): {e}") from e
-    pixels = np.asarray(pixels)
-    if pixels.ndim == 3:  # multi-frame: the first frame
-        pixels = pixels[0]
-    if pixels.ndim != 2 or pixels.size == 0:
-        raise DataError(f"{path}: expected a 2-D grayscale image, got pixel data of shape "
-                        f"{list(np.asarray(ds.pixel_array).shape)}")
-    slope = ds.get("RescaleSlope", None)
-    intercept = ds.get("RescaleIntercept", None)
-    values = pixels.astype(np.float64) * (1.0 if slope in (None, "") else _first(slope))
-    values += 0.0 if intercept in (None, "") else _first(intercept)
-
-    window = None
-    center, width = ds.get("WindowCenter", None), ds.get("WindowWidth", None)
-    if center not in (None, "") and width not in (None, "") and _first(width) > 0:
-        window = (_first(center), _first(width))
-    elif default_window is not None:
-        window = (float(default_window[0]), float(default_window[1]))
-    if window is not None and window[1] > 0:
-        low, high = window[0] - window[1] / 2.0, window[0] + window[1] / 2.0
-    else:
-        low, high = float(values.min()), float(values.max())
-    if high > low:
-        scaled = np.clip((values - low) / (high - low), 0.0, 1.0) * 255.0
-        out = np.floor(scaled + 0.5).astype(np.uint8)
-    else:  # a constant image
-        out = np.zeros(values.shape, np.uint8)
-    if photometric == "MONOCHROME1":  # stored inverted: higher = darker
-        out = 255 - out
-    return out, str(ds.get("PatientID", "") or "").strip()
+    except ImageError as e:
+        raise DataError(str(e)) from e
 
 
 def dicom_to_uint8(path: str, default_window: Sequence[float] | None = None) -> np.ndarray:
-    """A DICOM file's image as uint8 [H, W], higher = brighter.
-
-    The first frame of a multi-frame file; MONOCHROME1 and MONOCHROME2 only. The stored
-    values are rescaled (RescaleSlope, RescaleIntercept; defaults 1 and 0), then the window
-    [center - width / 2, center + width / 2] (the file's first WindowCenter / WindowWidth,
-    else ``default_window`` = (center, width), else the image's min and max) is mapped
-    linearly onto 0..255 (clipped, rounded half up). MONOCHROME1 is inverted.
-    """
+    """A DICOM file's image as uint8 [H, W] (``blocks.vision.dicom.dicom_to_uint8``); bad
+    files raise DataError."""
     return _read_dicom(path, default_window)[0]
-
-
-def encode_png(array: np.ndarray) -> bytes:
-    """PNG bytes of a uint8 image, [H, W] (grayscale) or [H, W, 3] (RGB); [H, W, 1] is
-    taken as grayscale."""
-    array = np.asarray(array)
-    if array.dtype != np.uint8:
-        raise ValueError(f"encode_png: expected a uint8 array, got {array.dtype}")
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
-        raise ValueError(f"encode_png: expected shape [H, W] or [H, W, 3], got "
-                         f"{list(array.shape)}")
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 # Modes a served model's tf.io.decode_image reads (16-bit PNG is scaled to 8 bits there).
@@ -579,20 +481,6 @@ def _plan(records: Sequence[_Record], config: DataConfig, has_eval: bool, where:
 # Ingest
 
 
-@dataclass
-class IngestResult:
-    """Where ``ingest`` put the examples, its summary, and the bad files it skipped."""
-
-    examples_dir: str  # <out_root>/<fingerprint>, holding train/, validation/ and eval/
-    summary: dict
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
-
-    @classmethod
-    def from_summary(cls, folder: str, summary: dict) -> IngestResult:
-        """The result for an examples folder and its ``summary.json``."""
-        return cls(folder, summary, [(str(f), str(r)) for f, r in summary.get("skipped", [])])
-
-
 # DataConfig fields that do not shape the examples of a format (left out of the fingerprint).
 _UNUSED_FIELDS = {
     "folders": ("npz_eval_split", "dicom_default_window"),
@@ -670,7 +558,7 @@ def _npz_examples(records: Sequence[_Record], order: Sequence[int],
 
 
 def ingest(path: str, config: DataConfig, out_root: str,
-           progress: Callable[[str], None] | None = None) -> IngestResult:
+           progress: Callable[[str], None] | None = None) -> examples_io.IngestResult:
     """Validates every image, splits by patient, then writes train/, validation/ and eval/
     TFRecords under ``out_root/<fingerprint>`` with a ``summary.json``; a finished folder for
     the same inputs and settings is returned untouched."""
@@ -678,63 +566,57 @@ def ingest(path: str, config: DataConfig, out_root: str,
     if config.format == "npz":
         return _ingest_npz(path, config, out_root, progress)
     scan = _scan_folders(path, config)
+
+    @contextlib.contextmanager
+    def produce():
+        if progress:
+            progress(f"found {len(scan.candidates)} files in {path} (layout {scan.layout})")
+        with tempfile.TemporaryFile(prefix="medical-scans-") as spool:
+            records, skipped = _validate_files(scan, config, spool, progress)
+            folders = {(c.label, c.origin): c.folder for c in scan.candidates}
+            for (label, origin), folder in folders.items():
+                if not any(r.label == label and r.origin == origin for r in records):
+                    raise DataError(f"{folder}: no readable images ({len(skipped)} bad files "
+                                    "skipped); expected at least one image per class")
+            splits = _plan(records, config, bool(scan.eval_source), path)
+            summary = _summary(records, splits, config,
+                               os.path.basename(os.path.normpath(path)), scan.layout,
+                               f"{scan.eval_source}/" if scan.eval_source else "carved",
+                               skipped, {"ignored_folders": scan.ignored_folders,
+                                         "ignored_files": scan.ignored_files})
+            yield {s: _file_examples(records, splits[s], spool) for s in SPLITS}, summary
+
     fingerprint = examples_io.content_fingerprint(
         _settings(config), [(c.rel, c.path) for c in scan.candidates])
-    final = os.path.join(out_root, fingerprint)
-    if examples_io.is_complete(final):
-        if progress:
-            progress(f"examples up to date: {final}")
-        return IngestResult.from_summary(final, examples_io.read_summary(final))
-    if progress:
-        progress(f"found {len(scan.candidates)} files in {path} (layout {scan.layout})")
-    with tempfile.TemporaryFile(prefix="medical-scans-") as spool:
-        records, skipped = _validate_files(scan, config, spool, progress)
-        folders = {(c.label, c.origin): c.folder for c in scan.candidates}
-        for (label, origin), folder in folders.items():
-            if not any(r.label == label and r.origin == origin for r in records):
-                raise DataError(f"{folder}: no readable images ({len(skipped)} bad files "
-                                "skipped); expected at least one image per class")
-        splits = _plan(records, config, bool(scan.eval_source), path)
-        summary = _summary(records, splits, config, os.path.basename(os.path.normpath(path)),
-                           scan.layout, f"{scan.eval_source}/" if scan.eval_source
-                           else "carved", skipped,
-                           {"ignored_folders": scan.ignored_folders,
-                            "ignored_files": scan.ignored_files})
-        folder, summary = examples_io.write_examples(
-            out_root, fingerprint,
-            {s: _file_examples(records, splits[s], spool) for s in SPLITS}, summary, progress)
-    return IngestResult(folder, summary, skipped)
+    return examples_io.ingest_once(out_root, fingerprint, produce, progress)
 
 
 def _ingest_npz(path: str, config: DataConfig, out_root: str,
-                progress: Callable[[str], None] | None) -> IngestResult:
+                progress: Callable[[str], None] | None) -> examples_io.IngestResult:
     file = _npz_file(path)
     name = os.path.basename(file)
-    fingerprint = examples_io.content_fingerprint(_settings(config), [(name, file)])
-    final = os.path.join(out_root, fingerprint)
-    if examples_io.is_complete(final):
+
+    def produce():
+        arrays, unused = _load_npz(file, config)
+        records = [_Record(f"{name}:{split}[{i}]", int(label),
+                           "eval" if split != "train" else "train", f"{split}-{i}", "none",
+                           npz=(split, i))
+                   for split, (_, labels) in arrays.items() for i, label in enumerate(labels)]
+        has_eval = len(arrays) > 1
         if progress:
-            progress(f"examples up to date: {final}")
-        return IngestResult.from_summary(final, examples_io.read_summary(final))
-    arrays, unused = _load_npz(file, config)
-    records = [_Record(f"{name}:{split}[{i}]", int(label),
-                       "eval" if split != "train" else "train", f"{split}-{i}", "none",
-                       npz=(split, i))
-               for split, (_, labels) in arrays.items() for i, label in enumerate(labels)]
-    has_eval = len(arrays) > 1
-    if progress:
-        progress(f"read {len(records)} images from {file}"
-                 + ("" if has_eval else f" (no {config.npz_eval_split}_* arrays: eval is "
-                    "carved from train)"))
-    splits = _plan(records, config, has_eval, file)
-    summary = _summary(records, splits, config, name, "npz",
-                       f"{config.npz_eval_split}_*" if has_eval else "carved", [],
-                       {"ignored_splits": unused,
-                        "image_shape": list(arrays["train"][0].shape[1:])})
-    folder, summary = examples_io.write_examples(
-        out_root, fingerprint, {s: _npz_examples(records, splits[s], arrays) for s in SPLITS},
-        summary, progress)
-    return IngestResult(folder, summary, [])
+            progress(f"read {len(records)} images from {file}"
+                     + ("" if has_eval else f" (no {config.npz_eval_split}_* arrays: eval is "
+                        "carved from train)"))
+        splits = _plan(records, config, has_eval, file)
+        summary = _summary(records, splits, config, name, "npz",
+                           f"{config.npz_eval_split}_*" if has_eval else "carved", [],
+                           {"ignored_splits": unused,
+                            "image_shape": list(arrays["train"][0].shape[1:])})
+        return examples_io.produced(
+            {s: _npz_examples(records, splits[s], arrays) for s in SPLITS}, summary)
+
+    fingerprint = examples_io.content_fingerprint(_settings(config), [(name, file)])
+    return examples_io.ingest_once(out_root, fingerprint, produce, progress)
 
 
 # --------------------------------------------------------------------------------------
@@ -766,48 +648,8 @@ def _synthetic_xray(rng: np.random.Generator, size: int, positive: bool) -> np.n
     return np.asarray(smooth, dtype=np.uint8)
 
 
-def _write_dicom(path: str, pixels: np.ndarray | None, *, photometric: str = "MONOCHROME2",
-                 slope: float | None = None, intercept: float | None = None,
-                 window: tuple[Any, Any] | None = None, patient_id: str = "",
-                 frames: int = 1) -> None:
-    """Writes a DICOM file of uint16 ``pixels`` ([H, W], or [frames, H, W]); None writes a
-    file without pixel data. ``window`` values may be lists (multi-valued)."""
-    from pydicom.dataset import FileDataset, FileMetaDataset  # noqa: PLC0415
-    from pydicom.uid import (  # noqa: PLC0415
-        ExplicitVRLittleEndian,
-        SecondaryCaptureImageStorage,
-        generate_uid,
-    )
-
-    name = os.path.basename(path)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[name, patient_id])
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(path, {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = generate_uid(entropy_srcs=[patient_id, "study"])
-    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[patient_id, "series"])
-    ds.Modality = "DX"
-    ds.PatientID = patient_id
-    ds.PhotometricInterpretation = photometric
-    if slope is not None:
-        ds.RescaleSlope = slope
-    if intercept is not None:
-        ds.RescaleIntercept = intercept
-    if window is not None:
-        ds.WindowCenter, ds.WindowWidth = window
-    if pixels is not None:
-        pixels = np.asarray(pixels, dtype=np.uint16)
-        ds.SamplesPerPixel = 1
-        ds.Rows, ds.Columns = pixels.shape[-2:]
-        if frames > 1:
-            ds.NumberOfFrames = frames
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-        ds.PixelRepresentation = 0
-        ds.PixelData = pixels.astype("<u2").tobytes()
-    ds.save_as(path, enforce_file_format=True)
+# Writes the synthetic (and test) DICOM files.
+_write_dicom = write_dicom
 
 
 def generate_synthetic(path: str, fmt: str = "folders", *, n_per_class: int = 40,

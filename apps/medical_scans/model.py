@@ -4,7 +4,8 @@ Every model takes ``image_xf`` [size, size, channels] (the decoded image, intens
 [0, 1]) and returns class probabilities. Its first layer standardises each image (zero mean,
 unit variance over all its pixels): X-ray exposure and detector gain differ between machines
 and hospitals, and a per-image scale carries none of that into the model. The last feature
-map is the output of a layer named ``features``, which Grad-CAM explains (gradcam.py).
+map is the output of a layer named ``features``, which Grad-CAM explains
+(blocks/vision/gradcam.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Training of the medical-scans CNNs: a plain ``train()`` and the TFX ``run_fn`` adapter.
+"""Training of the medical-scans CNNs: a plain ``train()`` and the pipeline's ``fit`` hook.
 
 The input pipeline parses the examples (encoded image bytes), applies the TFT transform graph
 (decode, resize) and caches the decoded images; augmentation runs only on training batches,
@@ -11,7 +11,6 @@ is chosen there (Youden's J), recorded in the model's metadata and built into it
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,15 +21,14 @@ import numpy as np
 import tensorflow as tf
 
 from apps.medical_scans import evaluation
-from apps.medical_scans.config import MedicalConfig, check
+from apps.medical_scans.config import MedicalConfig
+from apps.medical_scans.features import IMAGE, IMAGE_XF, LABEL
 from apps.medical_scans.model import augmentation, build_model
-from apps.medical_scans.preprocessing import IMAGE, IMAGE_XF, LABEL, config_from_custom
-from serving.export import ExportSpec, export_serving_model
-from suite.config import to_dict
+from pipelines.trainer import Trained, TrainerInputs
+from serving.export import ExportSpec
 from suite.distribute import strategy as pick_strategy
-from suite import examples_io
+from suite.progress import say
 
-WARMUP_EXAMPLES = 4
 _EPS = 1e-7
 
 
@@ -45,13 +43,6 @@ class TrainResult:
     best_epoch: int
     train_seconds: float
     train_images: int
-
-
-def transformed_dataset(files: Sequence[str], tf_transform_output,
-                        batch_size: int) -> tf.data.Dataset:
-    """(image_xf, label) batches: examples parsed and run through the TFT graph, cached."""
-    return examples_io.transformed_dataset(files, tf_transform_output, batch_size,
-                                           IMAGE_XF, LABEL)
 
 
 def _labels(dataset: tf.data.Dataset) -> np.ndarray:
@@ -118,7 +109,7 @@ def train(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | None,
     """Builds and fits the configured model on (image_xf, label) batches; keeps the epoch
     with the best validation AUC and chooses the decision threshold on the validation split.
     ``log`` (a print-like function) gets one line per epoch."""
-    config = check(config)
+    config = config.check()
     cfg = config.train
     keras.utils.set_random_seed(cfg.seed)
     labels = _labels(train_ds)
@@ -193,48 +184,22 @@ def export_spec(config: MedicalConfig, threshold: float) -> ExportSpec:
 
 def export_metadata(config: MedicalConfig, result: TrainResult) -> dict:
     """What the export records beside the model: the threshold and how it was chosen."""
-    return {"app": "medical_scans", "config": to_dict(config),
-            "threshold": result.threshold, "threshold_rule": "youden_j_on_validation",
+    return {"threshold": result.threshold, "threshold_rule": "youden_j_on_validation",
             "positive_class": config.data.classes[1],
             "validation": result.validation, "best_epoch": result.best_epoch,
             "history": result.history}
 
 
-def run_fn(fn_args) -> None:
-    """TFX Trainer entry point: unpacks fn_args, calls train() and the shared export. The
-    Trainer's eval split is the validation split (the pipeline's eval split is the
-    Evaluator's alone)."""
-    import tensorflow_transform as tft
-
-    from suite.app_cli import say
-
-    config = config_from_custom(fn_args.custom_config)
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+def fit(inputs: TrainerInputs, config: MedicalConfig) -> Trained:
+    """The pipeline's hook: transformed train / validation images -> train() -> the served
+    form with the threshold chosen on validation. The Trainer's eval split is the validation
+    split (the pipeline's eval split is the Evaluator's alone)."""
     batch = config.train.batch_size
-    train_files = examples_io.expand_files(fn_args.train_files)
-    validation_files = examples_io.expand_files(fn_args.eval_files)
-    result = train(transformed_dataset(train_files, tf_transform_output, batch),
-                   transformed_dataset(validation_files, tf_transform_output, batch), config,
+    result = train(inputs.dataset(inputs.train_files, batch, IMAGE_XF, LABEL),
+                   inputs.dataset(inputs.eval_files, batch, IMAGE_XF, LABEL), config,
                    log=say)
     say(f"decision threshold {result.threshold:.4f} (validation: "
         + ", ".join(f"{k} {result.validation[k]:.4f}" for k in
                     ("auc", "sensitivity", "specificity") if k in result.validation) + ")")
-    # The validation split may be empty (validation_fraction 0).
-    warmup = (examples_io.first_examples(validation_files, WARMUP_EXAMPLES)
-              or examples_io.first_examples(train_files, WARMUP_EXAMPLES))
-    export_serving_model(result.model, tf_transform_output, fn_args.serving_model_dir,
-                         export_spec(config, result.threshold), model_name=config.model_name,
-                         warmup_examples=_image_only(warmup),
-                         metadata=export_metadata(config, result))
-    os.makedirs(fn_args.model_run_dir, exist_ok=True)  # the ModelRun artifact's folder
-
-
-def _image_only(serialized: Sequence[bytes]) -> list[bytes]:
-    """Examples with only the image: what a serving client sends."""
-    out = []
-    for data in serialized:
-        example = tf.train.Example.FromString(data)
-        image = example.features.feature[IMAGE]
-        out.append(tf.train.Example(features=tf.train.Features(
-            feature={IMAGE: image})).SerializeToString())
-    return out
+    return Trained(result.model, export_spec(config, result.threshold),
+                   export_metadata(config, result))

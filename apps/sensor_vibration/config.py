@@ -5,6 +5,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from suite.config import AppConfig, TrainBase
+
+FORMATS: tuple[str, ...] = ("mat", "csv")
+MODEL_KINDS: tuple[str, ...] = ("spectral", "wdcnn", "lstm", "gru")
+
 # The ten classes of the CWRU 12 kHz drive-end benchmark: normal plus ball, inner-race and
 # outer-race faults at three diameters (mils).
 CWRU_CLASSES: tuple[str, ...] = (
@@ -50,12 +55,10 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation and training-time augmentation."""
+class TrainConfig(TrainBase):
+    """Optimisation (epochs, batch size, learning rate, seed, the schedule) and training-time
+    augmentation."""
 
-    epochs: int = 20
-    batch_size: int = 64
-    learning_rate: float = 1e-3
     # "constant", or "cosine": decays the rate to 0 over the epochs (steadier end points)
     lr_schedule: str = "constant"
     # Additive white noise at a random SNR in this range (dB) on a fraction of training
@@ -63,7 +66,6 @@ class TrainConfig:
     noise_snr_db: tuple[float, float] = (-4.0, 20.0)
     noise_probability: float = 0.5
     max_shift: int = 0  # random circular time shift (samples)
-    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
-class VibrationConfig:
+class VibrationConfig(AppConfig):
     """The whole app configuration; JSON-safe so it travels through TFX custom_config."""
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -84,6 +86,37 @@ class VibrationConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     model_name: str = "sensor_vibration"
+
+    CHOICES = {"model.kind": MODEL_KINDS, "train.lr_schedule": ("constant", "cosine")}
+
+    def check(self) -> VibrationConfig:
+        """The config when its fields are consistent; raises naming the bad field."""
+        check_data(self.data)
+        if not 0.0 <= self.eval.min_accuracy <= 1.0:
+            raise ValueError(f"eval.min_accuracy: expected a fraction in [0, 1], got "
+                             f"{self.eval.min_accuracy}")
+        return super().check()
+
+
+
+def check_data(config: DataConfig) -> DataConfig:
+    """``config`` when its fields are consistent; ValueError naming each bad field."""
+    problems = []
+    if config.format not in FORMATS:
+        problems.append(f"data.format must be 'mat' or 'csv', got {config.format!r}")
+    if not config.channels:
+        problems.append("data.channels must not be empty")
+    if config.window < 1 or config.stride < 1:
+        problems.append(f"data.window and data.stride must be >= 1, got {config.window}, "
+                        f"{config.stride}")
+    if config.split_blocks < 1:
+        problems.append(f"data.split_blocks must be >= 1, got {config.split_blocks}")
+    if config.max_windows_per_file is not None and config.max_windows_per_file < 1:
+        problems.append(f"data.max_windows_per_file must be >= 1 or None, got "
+                        f"{config.max_windows_per_file}")
+    if problems:
+        raise ValueError("DataConfig: " + "; ".join(problems))
+    return config
 
 
 PRESETS: dict[str, VibrationConfig] = {
@@ -110,13 +143,7 @@ PRESETS: dict[str, VibrationConfig] = {
     ),
 }
 
-
-def preset(name: str) -> VibrationConfig:
-    """Returns a named preset or raises with the known names."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}") from None
+VibrationConfig.PRESETS = PRESETS
 
 
 def with_model_kind(config: VibrationConfig, kind: str) -> VibrationConfig:

@@ -17,30 +17,27 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io
-import json
 import os
 import re
-import shutil
 import warnings
 import zlib
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from apps.sensor_vibration.config import CWRU_CLASSES, DataConfig
+from apps.sensor_vibration.config import CWRU_CLASSES, DataConfig, check_data
+from apps.sensor_vibration.features import SIGNAL, SPLITS
+from suite import examples_io
 
 # Bumped whenever the example encoding or the split rules change, so that old example
 # folders are not reused for data they no longer describe.
 _FORMAT_VERSION = 1
 # Seed of the train shuffle; fixed so that identical inputs give identical files.
 _SHUFFLE_SEED = 0
-_SUCCESS = "_SUCCESS"
-_SUMMARY = "summary.json"
-SPLITS: tuple[str, ...] = ("train", "eval")
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "file", "cwru_file_number", "class10", "fault_type", "fault_diameter_in",
     "load_hp", "rpm", "de_key", "n_samples",
@@ -65,16 +62,6 @@ class Recording:
     # File name relative to the data folder (what the examples record as source_file);
     # empty means the base name of ``path``.
     source_file: str = ""
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    """Where ``ingest`` put the examples and how many of each kind there are."""
-
-    examples_dir: str  # <out_root>/<fingerprint>, holding train/ and eval/
-    counts: dict[str, int]  # windows per split
-    class_counts: dict[str, dict[str, int]]  # split -> class name -> windows
-    fingerprint: str
 
 
 # --------------------------------------------------------------------------------------
@@ -171,15 +158,6 @@ def _read_manifest_rows(data_dir: str, config: DataConfig) -> list[_Row]:
     if not rows:
         raise DataError(f"{manifest}: expected at least one recording row, got none")
     return rows
-
-
-def read_manifest(data_dir: str, config: DataConfig) -> list[dict]:
-    """Returns the manifest rows (column -> stripped string) after validating every row.
-
-    Checks the required columns (file, the label column, load_hp, rpm), that each file
-    exists, that each label is one of ``config.classes`` and that load/rpm are integers.
-    """
-    return [dict(r.fields) for r in _read_manifest_rows(data_dir, config)]
 
 
 # --------------------------------------------------------------------------------------
@@ -309,21 +287,11 @@ def read_csv_signal(path: str, channels: Sequence[str]) -> np.ndarray:
 
 
 def _check_config(config: DataConfig) -> None:
-    problems = []
-    if config.format not in ("mat", "csv"):
-        problems.append(f"format must be 'mat' or 'csv', got {config.format!r}")
-    if not config.channels:
-        problems.append("channels must not be empty")
-    if config.window < 1 or config.stride < 1:
-        problems.append(f"window and stride must be >= 1, got {config.window}, "
-                        f"{config.stride}")
-    if config.split_blocks < 1:
-        problems.append(f"split_blocks must be >= 1, got {config.split_blocks}")
-    if config.max_windows_per_file is not None and config.max_windows_per_file < 1:
-        problems.append(f"max_windows_per_file must be >= 1 or None, got "
-                        f"{config.max_windows_per_file}")
-    if problems:
-        raise DataError("DataConfig: " + "; ".join(problems))
+    """config.check_data's rules, as a DataError (the error of bad input to this module)."""
+    try:
+        check_data(config)
+    except ValueError as e:
+        raise DataError(str(e)) from None
 
 
 def load_recordings(data_dir: str, config: DataConfig,
@@ -440,119 +408,46 @@ def window_examples(recordings: Sequence[Recording], config: DataConfig) -> dict
 # Ingest
 
 
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _fingerprint(data_dir: str, config: DataConfig, recordings: Iterable[Recording]) -> str:
+def _fingerprint(data_dir: str, config: DataConfig, rows: Sequence[_Row]) -> str:
     # Content hashes (not mtimes or absolute paths) so a copied data folder maps to the
     # same examples.
-    h = hashlib.sha256()
-    h.update(json.dumps({"format_version": _FORMAT_VERSION,
-                         "config": dataclasses.asdict(config)}, sort_keys=True).encode())
-    with open(_manifest_path(data_dir, config), "rb") as f:
-        h.update(f.read())
-    files = sorted({(r.source_file or os.path.basename(r.path), r.path) for r in recordings})
-    for name, path in files:
-        h.update(json.dumps([name, os.path.getsize(path), _sha256_file(path)]).encode())
-    return h.hexdigest()[:16]
-
-
-def _read_summary(examples_dir: str, fingerprint: str) -> IngestResult:
-    with open(os.path.join(examples_dir, _SUMMARY)) as f:
-        summary = json.load(f)
-    return IngestResult(examples_dir=examples_dir, counts=dict(summary["counts"]),
-                        class_counts={k: dict(v) for k, v in summary["class_counts"].items()},
-                        fingerprint=fingerprint)
-
-
-def _is_complete(path: str) -> bool:
-    return (os.path.isfile(os.path.join(path, _SUCCESS))
-            and os.path.isfile(os.path.join(path, _SUMMARY)))
+    root = os.path.abspath(data_dir)
+    files = {("manifest", _manifest_path(data_dir, config))}
+    files |= {(os.path.relpath(r.path, root).replace(os.sep, "/"), r.path) for r in rows}
+    return examples_io.content_fingerprint(
+        {"format_version": _FORMAT_VERSION, "config": dataclasses.asdict(config)}, files)
 
 
 def ingest(data_dir: str, config: DataConfig, out_root: str,
-           progress: Callable[[str], None] | None = None) -> IngestResult:
-    """Validates all data, then writes train/ and eval/ TFRecords under out_root/<fingerprint>.
+           progress: Callable[[str], None] | None = None) -> examples_io.IngestResult:
+    """Validates all data, then writes train/ and eval/ TFRecords under out_root/<fingerprint>
+    (see ``suite.examples_io``): the same inputs and settings map to the same, untouched
+    folder. The summary records the windows of each class per split."""
+    _check_config(config)
+    rows = _read_manifest_rows(data_dir, config)
 
-    A finished folder (``_SUCCESS`` present) for the same fingerprint is reused untouched.
-    Writing goes to a temporary sibling that is renamed into place at the end, so a failure
-    leaves nothing half-written.
-    """
-    def report(message: str) -> None:
-        if progress:
-            progress(message)
-
-    recordings = load_recordings(data_dir, config, progress)
-    plan = _plan(recordings, config)  # raises on empty splits before anything is written
-    fingerprint = _fingerprint(data_dir, config, recordings)
-    final = os.path.join(out_root, fingerprint)
-    if _is_complete(final):
-        report(f"examples up to date: {final}")
-        return _read_summary(final, fingerprint)
-
-    import tensorflow as tf  # noqa: PLC0415
-
-    os.makedirs(out_root, exist_ok=True)
-    tmp = os.path.join(out_root, f".tmp-{fingerprint}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)  # leftover of a dead process with our pid
-    try:
-        order = {split: list(items) for split, items in plan.items()}
+    def produce():
+        recordings = load_recordings(data_dir, config, progress)
+        plan = _plan(recordings, config)  # raises on empty splits before anything is written
         # Recording order would give class-sorted batches; shuffle the train file once.
-        perm = np.random.default_rng(_SHUFFLE_SEED).permutation(len(order["train"]))
-        order["train"] = [order["train"][k] for k in perm]
-        counts: dict[str, int] = {}
-        class_counts: dict[str, dict[str, int]] = {}
-        written = 0
+        perm = np.random.default_rng(_SHUFFLE_SEED).permutation(len(plan["train"]))
+        plan["train"] = [plan["train"][k] for k in perm]
+        class_counts = {}
         for split in SPLITS:
-            os.makedirs(os.path.join(tmp, split))
-            per_class = {c: 0 for c in config.classes}
-            with tf.io.TFRecordWriter(os.path.join(tmp, split, "data.tfrecord")) as writer:
-                for i, start in order[split]:
-                    writer.write(_serialize(recordings[i], start, config.window))
-                    per_class[recordings[i].label] += 1
-                    written += 1
-                    if written % 1000 == 0:
-                        report(f"wrote {written} windows")
-            counts[split] = len(order[split])
-            class_counts[split] = per_class
-            report(f"wrote {split}: {counts[split]} windows")
+            per_class = Counter(recordings[i].label for i, _ in plan[split])
+            class_counts[split] = {c: per_class.get(c, 0) for c in config.classes}
             # Not an error (e.g. CWRU has Normal at load 0 only), but worth knowing.
-            absent = [c for c, k in per_class.items() if k == 0]
-            if absent:
-                report(f"warning: no {split} windows for classes {absent}")
-        summary = {
-            "fingerprint": fingerprint,
-            "format_version": _FORMAT_VERSION,
-            "counts": counts,
-            "class_counts": class_counts,
-            "recordings": len(recordings),
-            "config": dataclasses.asdict(config),
-        }
-        with open(os.path.join(tmp, _SUMMARY), "w") as f:
-            json.dump(summary, f, indent=2, sort_keys=True)
-        with open(os.path.join(tmp, _SUCCESS), "w"):
-            pass  # written last: its presence means the folder is complete
-        if os.path.exists(final) and not _is_complete(final):
-            shutil.rmtree(final)  # not ours to keep: an incomplete folder is never valid
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            # Another process finished the same fingerprint first; its files are identical.
-            if not _is_complete(final):
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-            return _read_summary(final, fingerprint)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    report(f"wrote {sum(counts.values())} windows to {final}")
-    return IngestResult(examples_dir=final, counts=counts, class_counts=class_counts,
-                        fingerprint=fingerprint)
+            absent = [c for c, k in class_counts[split].items() if k == 0]
+            if absent and progress:
+                progress(f"warning: no {split} windows for classes {absent}")
+        summary = {"format_version": _FORMAT_VERSION, "class_counts": class_counts,
+                   "recordings": len(recordings), "config": dataclasses.asdict(config)}
+        splits = {split: (_serialize(recordings[i], start, config.window)
+                          for i, start in plan[split]) for split in SPLITS}
+        return examples_io.produced(splits, summary)
+
+    return examples_io.ingest_once(out_root, _fingerprint(data_dir, config, rows), produce,
+                                   progress)
 
 
 # --------------------------------------------------------------------------------------
@@ -709,16 +604,20 @@ def generate_synthetic(out_dir: str, *, fmt: str = "mat",
     return out_dir
 
 
-def signal_examples(signal: np.ndarray, config: DataConfig) -> list[bytes]:
-    """Consecutive, non-overlapping windows of one recording as serialized serving requests
-    (the ``signal`` feature only: what a client sends to the deployed model)."""
+def signal_windows(signal: np.ndarray, window: int, where: str = "signal") -> list[np.ndarray]:
+    """Consecutive, non-overlapping windows of one recording (what predict classifies)."""
+    if len(signal) < window:
+        raise DataError(f"{where}: a signal of {len(signal)} samples is shorter than one "
+                        f"window ({window} samples)")
+    return [signal[s:s + window] for s in range(0, len(signal) - window + 1, window)]
+
+
+def signal_examples(signal: np.ndarray, config: DataConfig, where: str = "signal") -> list[bytes]:
+    """``signal_windows`` as serialized serving requests (the ``signal`` feature only: what a
+    client sends to the deployed model)."""
     import tensorflow as tf  # noqa: PLC0415
 
-    if len(signal) < config.window:
-        raise DataError(f"signal of {len(signal)} samples is shorter than one window "
-                        f"({config.window} samples)")
-    starts = range(0, len(signal) - config.window + 1, config.window)
     return [tf.train.Example(features=tf.train.Features(feature={
-        "signal": tf.train.Feature(float_list=tf.train.FloatList(
-            value=signal[s:s + config.window].reshape(-1).tolist()))})).SerializeToString()
-        for s in starts]
+        SIGNAL: tf.train.Feature(float_list=tf.train.FloatList(
+            value=w.reshape(-1).tolist()))})).SerializeToString()
+        for w in signal_windows(signal, config.window, where)]

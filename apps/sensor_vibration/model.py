@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import suite  # noqa: F401  (Keras policy before TensorFlow)
 import keras
-import numpy as np
 from keras import layers
 
-from apps.sensor_vibration.config import VibrationConfig
-from apps.sensor_vibration.preprocessing import SIGNAL_XF
+from apps.sensor_vibration.config import MODEL_KINDS, VibrationConfig
+from apps.sensor_vibration.features import SIGNAL_XF
+from blocks.signal.welch_spectrum import remove_window_mean, welch_log_power
 
-MODEL_KINDS = ("wdcnn", "lstm", "gru", "spectral")
-# Floor of the power spectrum before the log (z-scored signal, so power is O(1)).
-_LOG_FLOOR = 1e-6
 # L2 weight of the spectral model's softmax layer: keeps the linear read-out of the
 # standardized log spectrum from leaning on a few bins, which is what carries it across
 # motor loads.
@@ -25,46 +22,6 @@ def _conv_block(x, filters: int, kernel: int, stride: int = 1, name: str = ""):
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
     return layers.MaxPooling1D(2, name=f"{name}_pool")(x)
-
-
-def _remove_window_mean(x):
-    """Subtracts each window's mean per channel: an accelerometer's DC offset drifts between
-    recordings and carries no fault information, but a model would happily learn it."""
-    mean = layers.GlobalAveragePooling1D(keepdims=True, name="window_mean")(x)
-    return layers.Subtract(name="remove_dc")([x, mean])
-
-
-def _dft_kernels(frame: int, n_channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hann-windowed DFT (bins 1 .. frame/2) as Conv1D kernels [frame, channels,
-    channels * bins], one block of bins per channel: (real part, imaginary part)."""
-    t = np.arange(frame)[:, None]
-    k = np.arange(1, frame // 2 + 1)[None, :]
-    window = np.hanning(frame)[:, None] / np.sqrt(frame)
-    bins = frame // 2
-    kernels = []
-    for basis in (np.cos, np.sin):
-        block = basis(2 * np.pi * t * k / frame) * window
-        kernel = np.zeros((frame, n_channels, n_channels * bins), np.float32)
-        for c in range(n_channels):
-            kernel[:, c, c * bins:(c + 1) * bins] = block
-        kernels.append(kernel)
-    return kernels[0], kernels[1]
-
-
-def _log_power_spectrum(x, frame: int, hop: int, n_channels: int):
-    """Welch estimate of each window's log power spectrum: fixed (non-trainable) DFT
-    convolutions over Hann-windowed frames, power averaged over the frames, then the log."""
-    real_kernel, imag_kernel = _dft_kernels(frame, n_channels)
-    parts = []
-    for name, kernel in (("dft_real", real_kernel), ("dft_imag", imag_kernel)):
-        conv = layers.Conv1D(kernel.shape[-1], frame, strides=hop, use_bias=False,
-                             trainable=False, name=name)
-        y = conv(x)
-        conv.set_weights([kernel])
-        parts.append(layers.Multiply(name=f"{name}_squared")([y, y]))
-    power = layers.Add(name="power")(parts)
-    psd = layers.GlobalAveragePooling1D(name="welch_average")(power)
-    return keras.ops.log(psd + _LOG_FLOOR)
 
 
 def build_model(config: VibrationConfig) -> keras.Model:
@@ -86,13 +43,13 @@ def build_model(config: VibrationConfig) -> keras.Model:
     if m.kind not in MODEL_KINDS:
         raise ValueError(f"model.kind: expected one of {MODEL_KINDS}, got {m.kind!r}")
     inputs = keras.Input((d.window, len(d.channels)), name=SIGNAL_XF)
-    x = _remove_window_mean(inputs)
+    x = remove_window_mean(inputs)
     regularizer = None
     if m.kind == "spectral":
         if not 2 <= m.first_kernel <= d.window:
             raise ValueError(f"model.first_kernel: the spectral model's frame must be 2 .. "
                              f"data.window ({d.window}) samples, got {m.first_kernel}")
-        x = _log_power_spectrum(x, m.first_kernel, m.first_stride, len(d.channels))
+        x = welch_log_power(x, m.first_kernel, m.first_stride, len(d.channels))
         # Per-bin standardization; a short memory so that the inference statistics follow
         # the (shifting) log spectra of the first training steps closely.
         x = layers.BatchNormalization(momentum=0.9, center=False, scale=False,

@@ -12,21 +12,13 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from apps.sensor_vibration.config import VibrationConfig
-from suite.config import config_from_custom as from_custom
-
-SIGNAL = "signal"
-LABEL = "label"
-SIGNAL_XF = "signal_xf"
-
-
-def config_from_custom(custom_config: dict | None) -> VibrationConfig:
-    """The app config carried in a TFX custom_config (defaults when absent)."""
-    return from_custom(VibrationConfig, custom_config)
+from apps.sensor_vibration.features import (
+    LABEL, LABEL_NAME, LOAD, RPM, SIGNAL, SIGNAL_XF, SOURCE_FILE, WINDOW_START)
 
 
 def preprocessing_fn(inputs: dict, custom_config: dict | None = None) -> dict:
     """Raw windows -> per-channel z-scored signal [batch, window, channels] and the label."""
-    data = config_from_custom(custom_config).data
+    data = VibrationConfig.from_custom(custom_config).data
     n_channels = len(data.channels)
     signal = tf.reshape(tf.cast(inputs[SIGNAL], tf.float32), [-1, data.window, n_channels])
     channels = [tft.scale_to_z_score(signal[:, :, c]) for c in range(n_channels)]
@@ -42,9 +34,9 @@ def raw_feature_spec(config: VibrationConfig) -> dict:
     return {
         SIGNAL: tf.io.FixedLenFeature([n], tf.float32),
         LABEL: tf.io.FixedLenFeature([], tf.int64),
-        "label_name": tf.io.FixedLenFeature([], tf.string),
-        "load": tf.io.FixedLenFeature([], tf.int64),
-        "rpm": tf.io.FixedLenFeature([], tf.int64),
-        "source_file": tf.io.FixedLenFeature([], tf.string),
-        "window_start": tf.io.FixedLenFeature([], tf.int64),
+        LABEL_NAME: tf.io.FixedLenFeature([], tf.string),
+        LOAD: tf.io.FixedLenFeature([], tf.int64),
+        RPM: tf.io.FixedLenFeature([], tf.int64),
+        SOURCE_FILE: tf.io.FixedLenFeature([], tf.string),
+        WINDOW_START: tf.io.FixedLenFeature([], tf.int64),
     }

@@ -33,7 +33,7 @@ from serving.server.batching import BatchScheduler
 from serving.server.errors import ServingError, from_exception, invalid
 from serving.server.metrics import Metrics
 from serving.server.models import ModelManager, ServableVersion
-from serving.server.tensors import datatype_of, dtype_name, to_ndarray, to_tensor_proto
+from serving.tensor_proto import datatype_of, dtype_name, to_ndarray, to_tensor_proto
 
 DEFAULT_SIGNATURE = "serving_default"
 CLASSIFY_METHOD = "tensorflow/serving/classify"

@@ -23,14 +23,13 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.eager import context, execute
-from tensorflow_serving.apis import prediction_log_pb2
 
-from serving.repository import ModelEntry, list_versions
+from serving.repository import ModelEntry
 from serving.server.errors import ServingError, from_exception, invalid
+from serving.versions import list_versions
+from serving.warmup import read_warmup_requests
 
 log = logging.getLogger("serving.server")
-
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
 def read_signature_defs(model_dir: str, tag: str = "serve") -> dict:
@@ -43,16 +42,6 @@ def read_signature_defs(model_dir: str, tag: str = "serve") -> dict:
         if tag in meta_graph.meta_info_def.tags:
             return dict(meta_graph.signature_def)
     raise ValueError(f"{model_dir}: no MetaGraph tagged {tag!r} in saved_model.pb")
-
-
-def read_warmup_requests(model_dir: str, limit: int = 1000) -> list:
-    """The PredictionLog records of a SavedModel's ``assets.extra/tf_serving_warmup_requests``
-    (none when it has no such file; TF Serving reads at most 1000)."""
-    path = os.path.join(model_dir, WARMUP_FILE)
-    if not os.path.exists(path):
-        return []
-    return [prediction_log_pb2.PredictionLog.FromString(r.numpy())
-            for r in tf.data.TFRecordDataset(path).take(limit)]
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:

@@ -31,7 +31,7 @@ from tensorflow_serving.apis import (
 
 from serving.server.core import DEFAULT_SIGNATURE, ServingCore
 from serving.server.errors import ServingError, invalid
-from serving.server.tensors import (
+from serving.server.rest_json import (
     classification_json, classify_regress_input, parse_json_object, predict_inputs,
     predict_response_json, regression_json, signature_name)
 

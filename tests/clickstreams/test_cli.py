@@ -1,5 +1,5 @@
-"""The clickstreams command line: help without TensorFlow, bad input stops the run before
-anything is written, and config overrides."""
+"""The clickstreams command line: bad input stops the run before anything is written, and
+config overrides."""
 
 from __future__ import annotations
 
@@ -7,15 +7,9 @@ import argparse
 
 import pytest
 
+from apps.base import cli as base_cli
 from apps.clickstreams import cli
-from tests.cli_help import run_fresh
-
-
-def test_help_and_app_list_do_not_load_tensorflow():
-    loaded, printed = run_fresh(("suite.cli", ["apps"]),
-                                ("apps.clickstreams.cli", ["run", "--help"]))
-    assert loaded == []
-    assert "clickstreams" in printed and "--columns" in printed and "session-tsv" in printed
+from apps.clickstreams.app import APP
 
 
 def test_bad_log_stops_the_run_before_anything_is_written(tmp_path, capsys):
@@ -32,12 +26,12 @@ def test_bad_log_stops_the_run_before_anything_is_written(tmp_path, capsys):
 
 def _args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    cli.add_config_args(parser)
+    base_cli.add_config_arguments(parser, APP)
     return parser.parse_args(list(argv))
 
 
 def test_command_line_overrides_reach_the_config():
-    config = cli.config_from_args(_args(
+    config = base_cli.config_from_args(APP, _args(
         "--format", "csv", "--columns", "sid,product,when,kind", "--separator", ";",
         "--time-format", "unix_ms", "--model", "gru", "--loss", "sampled", "--epochs", "3",
         "--set", "data.max_history=5", "--set", "eval.min_lift=1.1"))
@@ -48,17 +42,6 @@ def test_command_line_overrides_reach_the_config():
     assert data.max_history == 5 and config.eval.min_lift == 1.1
     assert (config.model.kind, config.train.loss, config.train.epochs) == ("gru", "sampled", 3)
     with pytest.raises(ValueError, match="expected SESSION,ITEM,TIME"):
-        cli.config_from_args(_args("--columns", "a,b"))
+        base_cli.config_from_args(APP, _args("--columns", "a,b"))
     with pytest.raises(ValueError, match="unknown config field 'train.epoch'"):
-        cli.config_from_args(_args("--set", "train.epoch=3"))
-
-
-@pytest.mark.parametrize("name", ["tiny", "default", "full"])
-def test_presets_round_trip_through_json(name):
-    import json
-
-    from apps.clickstreams.config import ClickstreamConfig, preset
-    from suite.config import from_dict, to_dict
-
-    config = preset(name)
-    assert from_dict(ClickstreamConfig, json.loads(json.dumps(to_dict(config)))) == config
+        base_cli.config_from_args(APP, _args("--set", "train.epoch=3"))

@@ -12,6 +12,7 @@ import pytest
 from apps.clickstreams import data
 from apps.clickstreams.config import DataConfig
 from apps.clickstreams.data import DataError
+from apps.clickstreams.features import SPLITS
 
 N_SESSIONS = 150
 
@@ -158,7 +159,7 @@ def test_ingest_writes_examples_once_with_the_baselines(logs, tmp_path):
 
     config = DataConfig(format="csv", event_column="event_type", max_history=4)
     result = data.ingest(logs["csv"], config, str(tmp_path / "examples"))
-    files = {s: glob.glob(os.path.join(result.examples_dir, s, "*")) for s in data.SPLITS}
+    files = {s: glob.glob(os.path.join(result.examples_dir, s, "*")) for s in SPLITS}
     records = {s: [tf.train.Example.FromString(r) for r in
                    tf.data.TFRecordDataset(f).as_numpy_iterator()] for s, f in files.items()}
     assert {s: len(r) for s, r in records.items()} == result.counts
@@ -168,9 +169,10 @@ def test_ingest_writes_examples_once_with_the_baselines(logs, tmp_path):
     assert 1 <= len(example["history"].bytes_list.value) <= 4
     assert len(example["history_event_types"].bytes_list.value) == len(
         example["history"].bytes_list.value)
-    assert set(result.baselines) == {"most_popular", "markov"}
-    assert result.baselines["markov"]["mrr@20"] > result.baselines["most_popular"]["mrr@20"]
-    assert result.better_baseline == "markov" and result.catalog_size > 0
+    baselines = result.summary["baselines"]
+    assert set(baselines) == {"most_popular", "markov"}
+    assert baselines["markov"]["mrr@20"] > baselines["most_popular"]["mrr@20"]
+    assert result.summary["better_baseline"] == "markov" and result.summary["catalog_size"] > 0
 
     stamp = os.path.getmtime(files["train"][0])
     again = data.ingest(logs["csv"], config, str(tmp_path / "examples"))

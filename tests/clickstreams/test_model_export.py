@@ -5,7 +5,6 @@ the recommend command (tiny preset, generated logs)."""
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 
 import numpy as np
@@ -15,22 +14,18 @@ import suite  # noqa: F401
 import keras
 import tensorflow as tf
 
-from apps.clickstreams import cli, data, metrics, preprocessing, trainer
-from apps.clickstreams.config import preset, with_model_kind
+from apps.clickstreams import cli, data, metrics, trainer
+from apps.clickstreams.app import APP
+from apps.clickstreams.config import ClickstreamConfig
 from apps.clickstreams.model import build_model
-from components import transform_local
-from serving import export
-from suite.config import to_dict
+from serving import export, warmup
 from suite.examples_io import first_examples
+from tests import harness
 
-TINY = preset("tiny")
+TINY = ClickstreamConfig.preset("tiny")
 CONFIG = dataclasses.replace(
     TINY, data=dataclasses.replace(TINY.data, max_history=4, min_item_count=2),
     train=dataclasses.replace(TINY.train, epochs=2))
-
-
-def _custom():
-    return {"config": to_dict(CONFIG)}
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +34,9 @@ def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("clickstreams")
     log = data.generate_synthetic(str(root / "events.tsv"), n_sessions=300, n_items=30,
                                   n_clusters=3)
-    ingested = data.ingest(log, CONFIG.data, str(root / "examples"))
-    train_files = glob.glob(os.path.join(ingested.examples_dir, "train", "*"))
-    eval_files = glob.glob(os.path.join(ingested.examples_dir, "eval", "*"))
-    tft_output = transform_local.analyze(
-        train_files, preprocessing.raw_feature_spec(CONFIG),
-        lambda inputs: preprocessing.preprocessing_fn(inputs, _custom()), str(root / "transform"))
-    return root, ingested, train_files, eval_files, tft_output
+    prepared = harness.prepare(APP, CONFIG, log, root)
+    return (root, prepared.ingested, prepared.files("train"), prepared.files("eval"),
+            prepared.inputs.transform_output, prepared)
 
 
 def _next_item_counts(files) -> dict[str, int]:
@@ -67,11 +58,11 @@ def _example(history, next_item=None) -> bytes:
 
 
 def test_vocabulary_is_by_frequency_with_threshold_and_histories_are_left_padded(prepared):
-    _, ingested, train_files, _, tft_output = prepared
+    _, ingested, train_files, _, tft_output, _ = prepared
     counts = _next_item_counts(train_files)
     vocabulary = [v.decode() for v in tft_output.vocabulary_by_name("items")]
     assert set(vocabulary) == {i for i, n in counts.items() if n >= 2}
-    assert len(vocabulary) == ingested.catalog_size
+    assert len(vocabulary) == ingested.summary["catalog_size"]
     assert [counts[v] for v in vocabulary] == sorted((counts[v] for v in vocabulary),
                                                      reverse=True)
     n = len(vocabulary)
@@ -90,9 +81,9 @@ def test_vocabulary_is_by_frequency_with_threshold_and_histories_are_left_padded
 @pytest.mark.parametrize("kind, loss", [("sasrec", "full"), ("gru", "full"),
                                         ("sasrec", "sampled")])
 def test_model_kinds_and_losses_learn_in_a_few_steps(kind, loss, prepared):
-    _, _, train_files, _, tft_output = prepared
+    _, _, train_files, _, tft_output, _ = prepared
     n_items = trainer.vocabulary_size(tft_output)
-    config = with_model_kind(CONFIG, kind)
+    config = APP.with_model(CONFIG, kind)
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, loss=loss))
     untrained = build_model(config, n_items)
     assert untrained.input_shape == (None, 4) and untrained.output_shape == (None, n_items)
@@ -108,14 +99,8 @@ def test_model_kinds_and_losses_learn_in_a_few_steps(kind, loss, prepared):
 
 @pytest.fixture(scope="module")
 def exported(prepared):
-    root, _, train_files, eval_files, tft_output = prepared
-    n_items = trainer.vocabulary_size(tft_output)
-    model = trainer.train(trainer.transformed_arrays(train_files, tft_output), None, CONFIG,
-                          n_items, verbose=0)
-    out = export.export_serving_model(
-        model, tft_output, str(root / "serving_model"), trainer.export_spec(CONFIG, tft_output),
-        model_name="clickstreams", warmup_examples=first_examples(eval_files, 3),
-        metadata={"app": "clickstreams", "config": to_dict(CONFIG)})
+    root, _, train_files, eval_files, tft_output, ready = prepared
+    out, _ = harness.check_export(APP, CONFIG, ready, root / "serving_model")
     return out, train_files, eval_files, tft_output
 
 
@@ -154,7 +139,7 @@ def test_served_model_returns_item_id_strings(exported):
     transformed = loaded.signatures["transform_features"](examples=tf.constant(examples))
     assert transformed["item_ids"].shape == (16, CONFIG.data.max_history)
     assert export.load_metadata(model_dir)["app"] == "clickstreams"
-    assert os.path.exists(os.path.join(model_dir, "assets.extra", export.WARMUP_FILE))
+    assert os.path.exists(os.path.join(model_dir, warmup.WARMUP_FILE))
 
 
 def test_recommend_command_prints_ranked_item_ids(exported, capsys):
@@ -188,3 +173,9 @@ def test_tfma_ranking_metrics_score_the_served_top_k():
         result = combiner.extract_output(combiner.merge_accumulators(accumulators))
         assert list(result.values()) == [pytest.approx(value)], name
         assert next(iter(result)).name == metric.name
+
+
+def test_tflite_ranker_agrees_with_the_keras_scores(exported, prepared, tmp_path):
+    model_dir = exported[0]
+    report = harness.check_tflite(APP, CONFIG, prepared[-1], model_dir, tmp_path / "edge")
+    assert report["k"] == 20 and (tmp_path / "edge" / "items.txt").is_file()

@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from components.atomic_pusher import model_fingerprint, push_atomically, versions
+from components.atomic_pusher import model_fingerprint, push_atomically
+from serving.versions import list_versions
 
 
 def _model(path, content: bytes):
@@ -32,7 +33,7 @@ def test_pushes_get_increasing_versions_and_identical_models_are_not_pushed_twic
     # A newer model always gets a larger version, even within the same second.
     second, pushed = push_atomically(_model(tmp_path / "b", b"model b"), base)
     assert pushed and int(second) > int(first)
-    assert versions(base) == [int(first), int(second)]
+    assert list_versions(base) == [int(first), int(second)]
 
 
 def test_a_failed_copy_leaves_no_version_and_no_staging_folder(tmp_path, monkeypatch):

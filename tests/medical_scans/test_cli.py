@@ -1,22 +1,17 @@
-"""The medical-scans command line: help without TensorFlow, config overrides and errors."""
+"""The medical-scans command line: config overrides and errors."""
 
 from __future__ import annotations
 
+from apps.base import cli as base_cli
 from apps.medical_scans import cli
-from tests.cli_help import run_fresh
-
-
-def test_help_and_app_list_do_not_load_tensorflow():
-    loaded, printed = run_fresh(("suite.cli", ["apps"]), ("apps.medical_scans.cli", ["--help"]))
-    assert loaded == []
-    assert "medical-scans" in printed and "explain" in printed and "dicom" in printed
+from apps.medical_scans.app import APP
 
 
 def test_overrides_reach_the_config_and_bad_values_name_the_field(capsys):
-    args = cli.build_parser().parse_args(
+    args = base_cli.build_parser(APP, "", "").parse_args(
         ["run", "--preset", "default", "--format", "npz", "--image-size", "64",
          "--skip-bad-files", "--set", "train.max_minutes=5"])
-    config = cli.config_from_args(args)
+    config = base_cli.config_from_args(APP, args)
     assert config.data.format == "npz" and config.data.skip_bad_files is True
     assert config.model.image_size == 64 and config.train.max_minutes == 5
     assert config.model.kind == "resnet"

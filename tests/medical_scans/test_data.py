@@ -15,6 +15,7 @@ from PIL import Image
 from apps.medical_scans import data
 from apps.medical_scans.config import DataConfig
 from apps.medical_scans.data import DataError
+from apps.medical_scans.features import IMAGE, LABEL, PATIENT, SOURCE, SPLITS, SUBTYPE
 from suite import examples_io
 
 N = 12  # images per class
@@ -31,23 +32,23 @@ def _read(folder: str, split: str) -> list[dict]:
     """The examples of a split, images decoded as tf.io.decode_image would for a model."""
     import tensorflow as tf  # noqa: PLC0415
 
-    spec = {data.IMAGE: tf.io.FixedLenFeature([], tf.string),
-            data.LABEL: tf.io.FixedLenFeature([], tf.int64)}
+    spec = {IMAGE: tf.io.FixedLenFeature([], tf.string),
+            LABEL: tf.io.FixedLenFeature([], tf.int64)}
     spec.update({k: tf.io.FixedLenFeature([], tf.string)
-                 for k in (data.SUBTYPE, data.PATIENT, data.SOURCE)})
+                 for k in (SUBTYPE, PATIENT, SOURCE)})
     out = []
     for raw in tf.data.TFRecordDataset(os.path.join(folder, split, examples_io.DATA_FILE)):
         ex = tf.io.parse_single_example(raw, spec)
-        out.append({"pixels": tf.io.decode_image(ex[data.IMAGE], channels=1).numpy()[:, :, 0],
-                    "label": int(ex[data.LABEL]),
+        out.append({"pixels": tf.io.decode_image(ex[IMAGE], channels=1).numpy()[:, :, 0],
+                    "label": int(ex[LABEL]),
                     **{short: ex[k].numpy().decode() for short, k in (
-                        ("subtype", data.SUBTYPE), ("patient", data.PATIENT),
-                        ("source", data.SOURCE))}})
+                        ("subtype", SUBTYPE), ("patient", PATIENT),
+                        ("source", SOURCE))}})
     return out
 
 
 def _read_all(folder: str) -> dict[str, list[dict]]:
-    return {split: _read(folder, split) for split in data.SPLITS}
+    return {split: _read(folder, split) for split in SPLITS}
 
 
 def _pixels(path: str) -> np.ndarray:
@@ -67,7 +68,7 @@ def test_folders_round_trip_and_patient_grouping(folders, tmp_path):
     config = DataConfig(eval_fraction=0.25, validation_fraction=0.2)
     result = data.ingest(folders, config, str(tmp_path / "out"))
     examples = _read_all(result.examples_dir)
-    every = [e for split in data.SPLITS for e in examples[split]]
+    every = [e for split in SPLITS for e in examples[split]]
     assert len(every) == 2 * N and result.skipped == []
     assert len({e["source"] for e in every}) == 2 * N
     for e in every:
@@ -81,7 +82,7 @@ def test_folders_round_trip_and_patient_grouping(folders, tmp_path):
             assert e["patient"] == e["source"] and e["subtype"] == "none"
     # No patient in two splits; the eval share of each class reaches the fraction and
     # overshoots it by less than one patient (at most 3 images).
-    patients = {s: {e["patient"] for e in examples[s]} for s in data.SPLITS}
+    patients = {s: {e["patient"] for e in examples[s]} for s in SPLITS}
     assert not patients["train"] & patients["validation"]
     assert not patients["eval"] & (patients["train"] | patients["validation"])
     for label, target in ((0, 0.25 * N), (1, 0.25 * N)):
@@ -89,8 +90,8 @@ def test_folders_round_trip_and_patient_grouping(folders, tmp_path):
         assert target <= held < target + 3, (label, held)
     assert sum(e["label"] == 0 for e in examples["eval"]) == math.ceil(0.25 * N)
     summary = result.summary
-    assert summary["counts"] == {s: len(examples[s]) for s in data.SPLITS}
-    assert summary["patients"] == {s: len(patients[s]) for s in data.SPLITS}
+    assert summary["counts"] == {s: len(examples[s]) for s in SPLITS}
+    assert summary["patients"] == {s: len(patients[s]) for s in SPLITS}
     assert summary["class_counts"]["eval"]["NORMAL"] == math.ceil(0.25 * N)
     assert summary["eval_source"] == "carved" and summary["patients_in_train_and_eval"] == 0
     assert sum(summary["subtypes"]["train"].values()) == len(examples["train"])
@@ -230,7 +231,7 @@ def test_load_image_bytes_keeps_jpeg_and_png_bytes(tmp_path):
     import tensorflow as tf  # noqa: PLC0415
 
     parsed = tf.train.Example.FromString(serving)
-    assert list(parsed.features.feature) == [data.IMAGE]
+    assert list(parsed.features.feature) == [IMAGE]
 
 
 # ------------------------------------------------------------------ bad inputs

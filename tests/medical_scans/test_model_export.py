@@ -15,12 +15,15 @@ import suite  # noqa: F401
 import tensorflow as tf
 
 from apps.medical_scans import data, evaluation, preprocessing, trainer
-from apps.medical_scans.config import check, preset
+from apps.medical_scans.app import APP
+from apps.medical_scans.config import MedicalConfig
+from apps.medical_scans.features import IMAGE, IMAGE_XF, LABEL
 from apps.medical_scans.model import FEATURES, build_model
-from suite import examples_io
+from blocks.vision.decode import decode_images
 from suite.config import replace_path, to_dict
+from tests import harness
 
-TINY = preset("tiny")
+TINY = MedicalConfig.preset("tiny")
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -43,18 +46,18 @@ def test_preprocessing_fn_decodes_any_encoding_to_the_preset_resolution():
     rgb = np.zeros((20, 20, 3), np.uint8)
     rgb[..., 0] = 255  # pure red: luminance 0.299 * 255
     deep = np.full((30, 30), 65535, np.uint16)  # 16-bit PNG, full scale
-    rows = [{data.IMAGE: image, data.LABEL: label}
+    rows = [{IMAGE: image, LABEL: label}
             for image, label in ((_png(gray), 0), (_jpeg(rgb), 1), (_png(deep), 1))]
-    spec = {data.IMAGE: tf.io.FixedLenFeature([], tf.string),
-            data.LABEL: tf.io.FixedLenFeature([], tf.int64)}
+    spec = {IMAGE: tf.io.FixedLenFeature([], tf.string),
+            LABEL: tf.io.FixedLenFeature([], tf.int64)}
     out = transform_rows(rows, spec, lambda inputs: preprocessing.preprocessing_fn(
         inputs, {"config": to_dict(config)}))
-    images = [np.asarray(r[preprocessing.IMAGE_XF]) for r in out]
+    images = [np.asarray(r[IMAGE_XF]) for r in out]
     assert all(i.shape == (16, 16, 1) and i.dtype == np.float32 for i in images)
     np.testing.assert_allclose(images[0], 128 / 255, atol=1e-3)
     np.testing.assert_allclose(images[1], 0.299, atol=0.02)
     np.testing.assert_allclose(images[2], 1.0, atol=1e-3)
-    assert [int(r[preprocessing.LABEL]) for r in out] == [0, 1, 1]
+    assert [int(r[LABEL]) for r in out] == [0, 1, 1]
 
 
 @pytest.mark.parametrize("kind", ["cnn", "resnet"])
@@ -62,7 +65,7 @@ def test_each_model_builds_standardises_and_learns(kind):
     config = dataclasses.replace(TINY, model=dataclasses.replace(
         TINY.model, kind=kind, filters=(64, 64) if kind == "resnet" else (8, 16),
         blocks=(1, 1), image_size=32))
-    model = build_model(check(config))
+    model = build_model(config.check())
     assert model.input_shape == (None, 32, 32, 1) and model.output_shape == (None, 2)
     assert len(model.get_layer(FEATURES).output.shape) == 4
     rng = np.random.default_rng(0)
@@ -79,11 +82,11 @@ def test_each_model_builds_standardises_and_learns(kind):
 
 def test_config_check_names_the_bad_field():
     with pytest.raises(ValueError, match="data.classes"):
-        check(replace_path(TINY, "data.classes", ("A", "B", "C")))
+        replace_path(TINY, "data.classes", ("A", "B", "C")).check()
     with pytest.raises(ValueError, match="model.filters"):
-        check(replace_path(TINY, "model.kind", "resnet"))  # first stage must have 64
+        replace_path(TINY, "model.kind", "resnet").check()  # first stage must have 64
     with pytest.raises(ValueError, match="data.format"):
-        check(replace_path(TINY, "data.format", "tiff"))
+        replace_path(TINY, "data.format", "tiff").check()
 
 
 def test_auc_threshold_and_report_against_hand_computed_values():
@@ -121,31 +124,16 @@ def test_thresholded_outputs_decide_at_the_threshold():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A tiny model trained for two epochs and exported as the pipeline does."""
-    from components import transform_local
-    from serving.export import export_serving_model
-
+    """A tiny model trained for two epochs through the pipeline's fit hook and exported."""
     root = tmp_path_factory.mktemp("medical_export")
     config = replace_path(TINY, "train.epochs", 2)
     images = data.generate_synthetic(str(root / "images"), "folders", n_per_class=16, size=40)
-    ingested = data.ingest(images, config.data, str(root / "examples"))
-
-    def files(split):
-        return [os.path.join(ingested.examples_dir, split, "data.tfrecord")]
-
-    custom = {"config": to_dict(config)}
-    tft_output = transform_local.analyze(
-        files("train"), preprocessing.raw_feature_spec(),
-        lambda inputs: preprocessing.preprocessing_fn(inputs, custom), str(root / "transform"))
-    result = trainer.train(trainer.transformed_dataset(files("train"), tft_output, 8),
-                           trainer.transformed_dataset(files("validation"), tft_output, 8),
-                           config)
-    assert len(result.history) == 2 and result.best_epoch in (1, 2)
-    export_dir = export_serving_model(
-        result.model, tft_output, str(root / "export"),
-        trainer.export_spec(config, result.threshold), model_name="medical_scans",
-        warmup_examples=trainer._image_only(examples_io.first_examples(files("eval"), 2)),
-        metadata=trainer.export_metadata(config, result))
+    ready = harness.prepare(APP, config, images, root)
+    export_dir, trained = harness.check_export(APP, config, ready, root / "export")
+    assert len(trained.metadata["history"]) == 2 and trained.metadata["best_epoch"] in (1, 2)
+    result = trainer.TrainResult(trained.model, trained.metadata["threshold"],
+                                 trained.metadata["validation"], trained.metadata["history"],
+                                 trained.metadata["best_epoch"], 0.0, 0)
     encoded = [data.load_image_bytes(os.path.join(images, c, f), config.data)
                for c in ("NORMAL", "PNEUMONIA")
                for f in sorted(os.listdir(os.path.join(images, c)))[:3]]
@@ -157,7 +145,7 @@ def test_serving_default_takes_encoded_png_bytes_and_matches_the_keras_model(exp
     serve = tf.saved_model.load(export_dir).signatures["serving_default"]
     examples = tf.constant([data.image_example(image) for image in encoded], tf.string)
     out = {k: v.numpy() for k, v in serve(examples=examples).items()}
-    x = preprocessing.decode_images(tf.constant(encoded), config.model.image_size,
+    x = decode_images(tf.constant(encoded), config.model.image_size,
                                     config.model.channels)
     expected = result.model(x, training=False).numpy()
     np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
@@ -173,7 +161,7 @@ def test_tflite_float32_and_int8_take_the_decoded_image(exported):
     from serving.export import export_core_model
 
     result, config, _, encoded, root = exported
-    x = preprocessing.decode_images(tf.constant(encoded), config.model.image_size,
+    x = decode_images(tf.constant(encoded), config.model.image_size,
                                     config.model.channels).numpy()
     core = export_core_model(result.model, os.path.join(root, "core"))
     paths = tflite.convert(core, os.path.join(root, "tflite"), x, variants=("float32", "int8"))

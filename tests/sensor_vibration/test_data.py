@@ -16,6 +16,7 @@ import scipy.io
 from apps.sensor_vibration import data
 from apps.sensor_vibration.config import DataConfig
 from apps.sensor_vibration.data import DataError
+from apps.sensor_vibration.features import SPLITS
 
 CLASSES = ("Normal", "IR007", "OR014")
 N = 4096  # 4 blocks of 1024 samples: 7 windows of 256 (hop 128) per block
@@ -193,7 +194,7 @@ def test_split_errors(mat_dir):
 
 def _check_no_leakage(examples_dir: str, window: int) -> dict[str, list]:
     parsed = {s: _read_examples(os.path.join(examples_dir, s, "data.tfrecord"))
-              for s in data.SPLITS}
+              for s in SPLITS}
     starts: dict[str, dict[str, list[int]]] = {}
     for split, examples in parsed.items():
         for ex in examples:
@@ -212,7 +213,7 @@ def test_ingest_writes_exact_features(tmp_path, mat_dir):
     assert result.examples_dir == str(tmp_path / "out" / result.fingerprint)
     assert len(result.fingerprint) == 16
     assert result.counts == {"train": 9 * 21, "eval": 9 * 7}
-    assert result.class_counts["eval"] == {c: 21 for c in CLASSES}
+    assert result.summary["class_counts"]["eval"] == {c: 21 for c in CLASSES}
     assert "read 9/9 recordings" in messages and any("wrote" in m for m in messages)
     assert os.path.isfile(os.path.join(result.examples_dir, "_SUCCESS"))
 
@@ -247,7 +248,7 @@ def test_ingest_with_holdout_load(tmp_path, mat_dir):
     assert result.counts == {"train": 6 * 28, "eval": 3 * 28}
     parsed = _check_no_leakage(result.examples_dir, config.window)
     loads = {s: {ex.features.feature["load"].int64_list.value[0] for ex in parsed[s]}
-             for s in data.SPLITS}
+             for s in SPLITS}
     assert loads == {"train": {0, 1}, "eval": {2}}
 
 

@@ -4,7 +4,6 @@ and TFLite parity for the sensor-vibration app (tiny preset, generated recording
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
 
@@ -14,15 +13,20 @@ import pytest
 import suite  # noqa: F401
 import tensorflow as tf
 
-from apps.sensor_vibration import data, preprocessing, trainer
-from apps.sensor_vibration.config import preset, with_model_kind
-from apps.sensor_vibration.model import MODEL_KINDS, build_model
+from apps.sensor_vibration import data, preprocessing
+from apps.sensor_vibration.app import APP
+from apps.sensor_vibration.config import MODEL_KINDS, VibrationConfig
+from apps.sensor_vibration.features import LABEL, SIGNAL, SIGNAL_XF
+from apps.sensor_vibration.model import build_model
 from components import transform_local
-from serving import export
+from pipelines.trainer import WARMUP_EXAMPLES, serving_examples
+from serving import export, warmup
+from suite import examples_io
+from tests import harness
 
-CONFIG = dataclasses.replace(
-    preset("tiny"), data=dataclasses.replace(
-        preset("tiny").data, classes=("Normal", "IR007", "OR021"), channels=("DE", "FE")))
+TINY = VibrationConfig.preset("tiny")
+CONFIG = dataclasses.replace(TINY, data=dataclasses.replace(
+    TINY.data, classes=("Normal", "IR007", "OR021"), channels=("DE", "FE")))
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +35,7 @@ def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("vibration")
     raw = data.generate_synthetic(str(root / "raw"), classes=CONFIG.data.classes, loads=(0, 1),
                                   n_samples=6000, channels=CONFIG.data.channels)
-    ingested = data.ingest(raw, CONFIG.data, str(root / "examples"))
-    train_files = glob.glob(os.path.join(ingested.examples_dir, "train", "*"))
-    eval_files = glob.glob(os.path.join(ingested.examples_dir, "eval", "*"))
-    tft_output = transform_local.analyze(
-        train_files, preprocessing.raw_feature_spec(CONFIG),
-        lambda inputs: preprocessing.preprocessing_fn(inputs, {"config": _config_dict()}),
-        str(root / "transform"))
-    return root, train_files, eval_files, tft_output
+    return harness.prepare(APP, CONFIG, raw, root)
 
 
 def _config_dict():
@@ -53,7 +50,7 @@ def test_preprocessing_fn_scales_each_channel_to_z_scores():
     rows = [{"signal": (rng.normal(3.0, 1.0, (window, n_ch)) * scales).astype(np.float32).ravel(),
              "label": np.int64(i % 3)} for i in range(6)]
     spec = {k: v for k, v in preprocessing.raw_feature_spec(CONFIG).items()
-            if k in ("signal", "label")}
+            if k in (SIGNAL, LABEL)}
     out = transform_local.transform_rows(
         rows, spec, lambda x: preprocessing.preprocessing_fn(x, {"config": _config_dict()}))
     signal = np.stack([r["signal_xf"] for r in out])
@@ -65,12 +62,11 @@ def test_preprocessing_fn_scales_each_channel_to_z_scores():
 
 @pytest.mark.parametrize("kind", MODEL_KINDS)
 def test_each_model_kind_builds_and_learns(kind, prepared):
-    _, train_files, _, tft_output = prepared
-    config = with_model_kind(CONFIG, kind)
+    config = APP.with_model(CONFIG, kind)
     model = build_model(config)
     assert model.input_shape == (None, CONFIG.data.window, 2)
     assert model.output_shape == (None, 3)
-    ds = trainer.transformed_dataset(train_files, tft_output, 32)
+    ds = prepared.inputs.dataset(prepared.files("train"), 32, SIGNAL_XF, LABEL)
     x, y = next(iter(ds))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     before = model.evaluate(x, y, verbose=0)
@@ -81,23 +77,15 @@ def test_each_model_kind_builds_and_learns(kind, prepared):
 
 @pytest.fixture(scope="module")
 def exported(prepared):
-    root, train_files, eval_files, tft_output = prepared
-    batch = CONFIG.train.batch_size
-    model = trainer.train(trainer.transformed_dataset(train_files, tft_output, batch), None,
-                          CONFIG, verbose=0)
-    out = export.export_serving_model(
-        model, tft_output, str(root / "serving_model"), trainer.export_spec(CONFIG),
-        model_name="sensor_vibration", warmup_examples=trainer.warmup_examples(eval_files, 3),
-        metadata={"app": "sensor_vibration", "config": _config_dict()})
-    return out, model, eval_files, tft_output
+    model_dir, trained = harness.check_export(APP, CONFIG, prepared,
+                                              prepared.root / "serving_model")
+    return model_dir, trained.model, prepared.files("eval")
 
 
-def test_export_serves_every_signature_consistently(exported):
-    model_dir, model, eval_files, tft_output = exported
-    examples = trainer.warmup_examples(eval_files, 16)
+def test_export_serves_every_signature_consistently(exported, prepared):
+    model_dir, model, eval_files = exported
+    examples = examples_io.first_examples(eval_files, 16)
     loaded = tf.saved_model.load(model_dir)
-    assert {"serving_default", "transform_features", "serving_raw"} <= set(loaded.signatures)
-
     served = loaded.signatures["serving_default"](examples=tf.constant(examples))
     assert set(served) == {"probabilities", "class_ids", "classes", "scores"}
     probabilities = served["probabilities"].numpy()
@@ -106,51 +94,36 @@ def test_export_serves_every_signature_consistently(exported):
     assert classes == [CONFIG.data.classes[i] for i in served["class_ids"].numpy()]
 
     transformed = loaded.signatures["transform_features"](examples=tf.constant(examples))
-    assert transformed["signal_xf"].shape == (16, CONFIG.data.window, 2)
+    assert transformed[SIGNAL_XF].shape == (16, CONFIG.data.window, 2)
     parsed = tf.io.parse_example(examples, preprocessing.raw_feature_spec(CONFIG))
-    np.testing.assert_array_equal(transformed["label"].numpy(), parsed["label"].numpy())
+    np.testing.assert_array_equal(transformed[LABEL].numpy(), parsed[LABEL].numpy())
 
-    raw = loaded.signatures["serving_raw"](signal=parsed["signal"])
+    raw = loaded.signatures["serving_raw"](signal=parsed[SIGNAL])
     np.testing.assert_allclose(raw["probabilities"].numpy(), probabilities, atol=1e-5)
-    direct = model(transformed["signal_xf"], training=False)
+    direct = model(transformed[SIGNAL_XF], training=False)
     np.testing.assert_allclose(np.asarray(direct), probabilities, atol=1e-5)
-
-    keras_model = export.load_keras_model(model_dir)
-    np.testing.assert_allclose(np.asarray(keras_model(transformed["signal_xf"])), probabilities,
-                               atol=1e-5)
     assert export.load_metadata(model_dir)["config"]["data"]["window"] == CONFIG.data.window
 
 
 def test_warmup_requests_are_real_predict_requests(exported):
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    model_dir, _, eval_files, _ = exported
-    path = os.path.join(model_dir, "assets.extra", export.WARMUP_FILE)
-    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
-            for r in tf.data.TFRecordDataset(path)]
-    assert len(logs) == 3
+    model_dir, _, eval_files = exported
+    logs = warmup.read_warmup_requests(model_dir)
+    expected = serving_examples(examples_io.first_examples(eval_files, WARMUP_EXAMPLES),
+                                (SIGNAL,))
+    assert len(logs) == WARMUP_EXAMPLES
     loaded = tf.saved_model.load(model_dir).signatures["serving_default"]
-    for log, expected in zip(logs, trainer.warmup_examples(eval_files, 3), strict=True):
+    for log, example in zip(logs, expected, strict=True):
         request = log.predict_log.request
         assert request.model_spec.signature_name == "serving_default"
         sent = tf.make_ndarray(request.inputs["examples"])
-        assert sent.tolist() == [expected]
+        assert sent.tolist() == [example]
         assert loaded(examples=tf.constant(sent))["probabilities"].shape == (1, 3)
 
 
-def test_tflite_variants_agree_with_the_served_model(exported, tmp_path):
-    from components.tflite_export import export_edge_models
-
-    model_dir, _, eval_files, tft_output = exported
-    train_files = glob.glob(os.path.join(os.path.dirname(os.path.dirname(eval_files[0])),
-                                         "train", "*"))
+def test_tflite_variants_agree_with_the_served_model(exported, prepared, tmp_path):
+    model_dir, _, _ = exported
     edge_dir = tmp_path / "edge" / "1"
-    report = export_edge_models(
-        model_dir, str(edge_dir),
-        train_examples=trainer.warmup_examples(train_files, 64),
-        eval_examples=trainer.warmup_examples(eval_files, 24),
-        transform_output_dir=tft_output.transform_savedmodel_dir.rsplit("/", 1)[0],
-        label_key="label", model_input_key="signal_xf")
+    report = harness.check_tflite(APP, CONFIG, prepared, model_dir, edge_dir)
     assert sorted(os.listdir(edge_dir)) == sorted(
         ["float32.tflite", "float16.tflite", "dynamic_range.tflite", "int8.tflite", "report.json"])
     assert json.loads((edge_dir / "report.json").read_text()) == report
@@ -165,8 +138,8 @@ def test_tflite_variants_agree_with_the_served_model(exported, tmp_path):
 def test_spectral_model_reads_the_welch_log_power_spectrum():
     import keras
 
-    config = dataclasses.replace(with_model_kind(CONFIG, "spectral"), model=dataclasses.replace(
-        with_model_kind(CONFIG, "spectral").model, first_kernel=64, first_stride=32))
+    config = dataclasses.replace(APP.with_model(CONFIG, "spectral"), model=dataclasses.replace(
+        APP.with_model(CONFIG, "spectral").model, first_kernel=64, first_stride=32))
     model = build_model(config)
     spectrum = keras.Model(model.inputs, model.get_layer("welch_average").output)
     t = np.arange(CONFIG.data.window)

@@ -46,13 +46,15 @@ class PushedModel:
 @pytest.fixture(scope="session")
 def pushed_model(tmp_path_factory) -> PushedModel:
     from apps.sensor_vibration import data, preprocessing, trainer
-    from apps.sensor_vibration.config import preset
+    from apps.sensor_vibration.config import VibrationConfig
+    from apps.sensor_vibration.features import LABEL, SIGNAL_XF
     from components import transform_local
     from components.atomic_pusher import push_atomically
     from serving import export
     from suite.config import to_dict
+    from suite.examples_io import first_examples, transformed_dataset
 
-    tiny = preset("tiny")
+    tiny = VibrationConfig.preset("tiny")
     config = dataclasses.replace(tiny, data=dataclasses.replace(tiny.data, classes=CLASSES),
                                  train=dataclasses.replace(tiny.train, epochs=1))
     root = tmp_path_factory.mktemp("serving-model")
@@ -66,17 +68,17 @@ def pushed_model(tmp_path_factory) -> PushedModel:
         train_files, preprocessing.raw_feature_spec(config),
         lambda inputs: preprocessing.preprocessing_fn(inputs, {"config": config_dict}),
         str(root / "transform"))
-    model = trainer.train(trainer.transformed_dataset(train_files, tft_output, 32), None, config,
-                          verbose=0)
+    model = trainer.train(transformed_dataset(train_files, tft_output, 32, SIGNAL_XF, LABEL),
+                          None, config, verbose=0)
     export_dir = export.export_serving_model(
         model, tft_output, str(root / "export"), trainer.export_spec(config), model_name=MODEL,
-        warmup_examples=trainer.warmup_examples(eval_files, 3),
+        warmup_examples=first_examples(eval_files, 3),
         metadata={"app": MODEL, "config": config_dict})
     repository = root / "models"
     version, pushed = push_atomically(export_dir, str(repository / MODEL))
     assert pushed
     return PushedModel(str(repository), int(version), export_dir, raw,
-                       trainer.warmup_examples(eval_files, 16), config.data.window, CLASSES)
+                       first_examples(eval_files, 16), config.data.window, CLASSES)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import suite  # noqa: F401
 import tensorflow as tf
 
 from serving.server.models import ServableVersion, _DirectCall
-from serving.server.tensors import to_ndarray, to_tensor_proto
+from serving.tensor_proto import to_ndarray, to_tensor_proto
 
 ARRAYS = [
     np.array([b"a\x00", b"", b"\xff\xfe"], dtype=object),

@@ -15,8 +15,8 @@ import suite  # noqa: F401
 from serving import serve as serve_cli
 from serving.protos import monitoring_config_pb2, session_bundle_config_pb2
 from serving.repository import (
-    BatchingConfig, ModelEntry, VersionPolicy, discover_models, list_versions,
-    write_serving_configs)
+    BatchingConfig, ModelEntry, VersionPolicy, discover_models, write_serving_configs)
+from serving.versions import list_versions
 from tensorflow_serving.config import model_server_config_pb2
 
 from tests.cli_help import run_fresh
@@ -150,6 +150,6 @@ def test_suite_serve_without_models_says_how_to_push_one(tmp_path, capsys):
 
 
 def test_suite_serve_help_does_not_load_tensorflow():
-    loaded, printed = run_fresh(("suite.cli", ["serve", "--help"]))
+    loaded, printed = run_fresh(("apps.frontdoor", ["serve", "--help"]))
     assert "tensorflow" not in loaded
     assert "--max-batch-size" in printed

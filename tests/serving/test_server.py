@@ -24,7 +24,8 @@ from tensorflow_serving.apis import (
     classification_pb2, get_model_metadata_pb2, get_model_status_pb2, input_pb2, model_pb2,
     predict_pb2, regression_pb2)
 
-from serving.clients import GrpcClient, RestClient, ServingClientError, VibrationClient
+from apps.sensor_vibration.client import VibrationClient
+from serving.clients import GrpcClient, RestClient, ServingClientError
 from serving.repository import BatchingConfig, ModelEntry
 from serving.server import ModelServer, ServerOptions
 from serving.server.models import read_signature_defs

@@ -14,7 +14,7 @@ from tfx.utils import proto_utils
 
 from components.serving_validator import (
     BLESSED_FILE, NOT_BLESSED_FILE, ServingValidator, validate_serving_model)
-from serving.export import WARMUP_FILE, write_warmup_requests
+from serving.warmup import WARMUP_FILE, write_warmup_requests
 
 MODEL = "sensor_vibration"  # the pushed model's name (conftest.py)
 
@@ -28,8 +28,8 @@ def test_a_servable_model_is_blessed(pushed_model):
 def test_models_that_would_not_serve_are_not_blessed(pushed_model, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(pushed_model.export_dir, broken)
-    warmup = broken / "assets.extra" / WARMUP_FILE
-    write_warmup_requests(str(warmup), MODEL, pushed_model.eval_examples[:1])
+    warmup = broken / WARMUP_FILE
+    write_warmup_requests(str(broken), MODEL, pushed_model.eval_examples[:1])
     # Rename the warmup request's input: the model cannot answer it.
     records = [r.numpy().replace(b"\n\x08examples", b"\n\x08exemples")
                for r in tf.data.TFRecordDataset(str(warmup))]

@@ -1,11 +1,11 @@
-"""Grad-CAM heatmaps for the medical-scans classifiers (Selvaraju et al., 2017).
+"""Grad-CAM heatmaps of image classifiers (Selvaraju et al., 2017).
 
-Pure functions: ``grad_cam`` computes, for a batch of ``image_xf`` images, where the model
-looked to score a class; ``overlay`` blends a heatmap over the scan in a jet-like colour map;
-``save_png`` writes the result atomically.
+Pure functions: ``grad_cam`` computes, for a batch of images, where the model looked to score
+a class; ``overlay`` blends a heatmap over the image in a jet-like colour map; ``save_png``
+writes the result atomically.
 
-Grad-CAM weights each channel ``k`` of the last feature map ``A`` (the layer named
-``features``, right before global average pooling) by the spatial mean of the gradient of
+Grad-CAM weights each channel ``k`` of a feature map ``A`` (the output of ``layer_name``,
+typically the last one before global average pooling) by the spatial mean of the gradient of
 the class score, ``w_k = mean_ij d y_c / d A_ij^k``, and keeps ``relu(sum_k w_k A^k)``. The
 class score ``y_c`` is the pre-softmax logit when the model ends with a softmax that can be
 undone cleanly (a ``Dense(..., activation="softmax")`` or a softmax ``Activation`` /
@@ -34,11 +34,11 @@ def grad_cam(model: keras.Model, images: np.ndarray | tf.Tensor,
     """Grad-CAM heatmaps of ``images`` for ``class_ids``.
 
     Args:
-        model: a Keras 3 model with one input (``image_xf``, [N, H, W, C]) and one output of
-            class probabilities [N, n_classes]; also a model loaded back with
+        model: a Keras 3 model with one input (images [N, H, W, C]) and one output of class
+            probabilities [N, n_classes]; also a model loaded back with
             ``keras.saving.load_model(path, compile=False)``.
         images: [N, H, W, C] (or a single [H, W, C] image, treated as N = 1), as the model
-            takes them (for the medical-scans models: decoded images in [0, 1]).
+            takes them (e.g. decoded images in [0, 1]).
         class_ids: the class explained per image (N ints, or one int for all); None = the
             class the model predicts for each image.
         layer_name: the layer whose 4-D output [N, h, w, k] is the feature map.
@@ -170,7 +170,7 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.n
         heatmap: [h, w] in [0, 1] (values outside are clipped); resized bilinearly to H, W
             when the sizes differ.
         alpha: opacity of the colour map where the heat is 1. The blend weight per pixel is
-            ``alpha * heat``, so cold regions keep the plain scan.
+            ``alpha * heat``, so cold regions keep the plain image.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")

@@ -1,6 +1,7 @@
-"""Tensors in and out of the server: TensorProto <-> numpy, and TF Serving's REST JSON.
+"""TF Serving's REST JSON dialect: request bodies -> numpy arrays and tf.Examples, and
+responses -> JSON text.
 
-The JSON rules follow TF Serving's ``util/json_tensor.cc``: row ("instances") and columnar
+The rules follow TF Serving's ``util/json_tensor.cc``: row ("instances") and columnar
 ("inputs") request formats, ``{"b64": ...}`` for bytes, type checks per signature dtype
 (lossless numbers only), ``predictions`` / ``outputs`` response shapes, floats written with
 the shortest of ``%g`` and full precision that round-trips, NaN/Infinity tokens, and
@@ -11,101 +12,25 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
+import suite  # noqa: F401  (Keras policy before TensorFlow)
 import numpy as np
-import tensorflow as tf
 from tensorflow.core.example import example_pb2, feature_pb2
-from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow.core.framework import types_pb2
 
 from serving.server.errors import invalid
+from serving.tensor_proto import datatype_of, dtype_name, numpy_dtype
 
 _STRING = types_pb2.DT_STRING
-_FIELD = {
-    types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val",
-    types_pb2.DT_INT32: "int_val", types_pb2.DT_INT16: "int_val", types_pb2.DT_INT8: "int_val",
-    types_pb2.DT_UINT8: "int_val", types_pb2.DT_UINT16: "int_val",
-    types_pb2.DT_INT64: "int64_val", types_pb2.DT_BOOL: "bool_val",
-    types_pb2.DT_UINT32: "uint32_val", types_pb2.DT_UINT64: "uint64_val",
-    types_pb2.DT_STRING: "string_val",
-}
 _INTEGER = {types_pb2.DT_INT32, types_pb2.DT_INT16, types_pb2.DT_INT8, types_pb2.DT_UINT8,
             types_pb2.DT_INT64, types_pb2.DT_UINT32, types_pb2.DT_UINT64, types_pb2.DT_UINT16}
+# Per float type: mantissa bits (larger integers are not exact) and the significant digits
+# that always round-trip.
 _FLOAT_DIGITS = {types_pb2.DT_FLOAT: (24, 9), types_pb2.DT_DOUBLE: (53, 17)}
-
-
-def dtype_name(dtype: int) -> str:
-    """``float`` for DT_FLOAT etc., as TensorFlow writes dtypes in messages."""
-    return types_pb2.DataType.Name(dtype)[3:].lower()
-
-
-def numpy_dtype(dtype: int) -> np.dtype:
-    """The numpy dtype holding a TensorFlow DataType (object for strings)."""
-    return np.dtype(object) if dtype == _STRING else np.dtype(tf.as_dtype(dtype).as_numpy_dtype)
-
-
-@functools.cache
-def _datatype(dtype: np.dtype) -> int:
-    """The TensorFlow DataType enum of a numpy dtype (tf.as_dtype is slow: cached)."""
-    if dtype.kind in "OSU":
-        return _STRING
-    return tf.as_dtype(dtype).as_datatype_enum
-
-
-def datatype_of(array: np.ndarray) -> int:
-    """The TensorFlow DataType enum of a numpy array (DT_STRING for bytes/str/object)."""
-    return _datatype(array.dtype)
-
-
-def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """A TensorProto as a numpy array (object arrays of bytes for strings).
-
-    The common encodings (``tensor_content``, or one typed value per element) are read
-    directly; anything else (a single value filling the shape, half floats...) goes
-    through ``tf.make_ndarray``, which handles them all but costs a few times more."""
-    shape = [d.size for d in proto.tensor_shape.dim]
-    size = math.prod(shape)
-    field = _FIELD.get(proto.dtype)
-    if field is not None and not proto.tensor_content:
-        values = getattr(proto, field)
-        if len(values) == size:
-            if proto.dtype == _STRING:
-                return np.array(list(values) if size else [], dtype=object).reshape(shape)
-            return np.array(values, dtype=numpy_dtype(proto.dtype)).reshape(shape)
-    elif field is not None and proto.dtype != _STRING:
-        dtype = numpy_dtype(proto.dtype)
-        if len(proto.tensor_content) == size * dtype.itemsize:
-            return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape)
-    return tf.make_ndarray(proto)
-
-
-def to_tensor_proto(array: np.ndarray,
-                    proto: tensor_pb2.TensorProto | None = None) -> tensor_pb2.TensorProto:
-    """A numpy array as a TensorProto with typed value fields (``float_val``, ``string_val``,
-    ...), as TF Serving writes outputs; written into ``proto`` when given (e.g. a response's
-    output map entry, saving a copy)."""
-    array = np.asarray(array)
-    dtype = datatype_of(array)
-    field = _FIELD.get(dtype)
-    if proto is None:
-        proto = tensor_pb2.TensorProto()
-    if field is None:  # half, bfloat16, complex...: TensorFlow's own encoding
-        proto.CopyFrom(tf.make_tensor_proto(array))
-        return proto
-    proto.dtype = dtype
-    for size in array.shape:
-        proto.tensor_shape.dim.add().size = size
-    flat = array.ravel()
-    if dtype == _STRING:
-        flat = [v if isinstance(v, bytes) else str(v).encode() for v in flat]
-    else:
-        flat = flat.tolist()
-    getattr(proto, field).extend(flat)
-    return proto
 
 
 # --------------------------------------------------------------------------------------

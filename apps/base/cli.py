@@ -1,0 +1,391 @@
+"""The command line every app shares: ``run``, ``generate``, ``compile``, ``main``, the run
+summary's frame, the ``--model DIR`` / ``--server HOST:PORT`` plumbing of prediction
+commands, and the error convention (exit status 2 with a message naming the file, field or
+argument; ``SUITE_DEBUG=1`` shows the traceback).
+
+An app's ``cli.py`` passes its declaration, help text and app-only commands to ``main``.
+Only the standard library and the app's light declaration are imported at module level, so
+``--help`` answers at once; TensorFlow and TFX load when a command needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from apps.base.app import App
+from suite.progress import say
+
+EXIT_NOT_BLESSED = 3
+
+
+class ArgumentError(ValueError):
+    """A command-line argument out of its range; the message names it."""
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    """``--set FIELD=JSON`` (repeatable): override any config field."""
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                        help="override any config field, e.g. --set train.epochs=5 "
+                             "(values are JSON; plain words are strings)")
+
+
+def apply_overrides(config: Any, overrides: Mapping[str, Any], sets: list[str] = ()) -> Any:
+    """The config with ``overrides`` (dotted field -> value; None = keep) and then the
+    ``FIELD=JSON`` strings of ``--set`` applied, each checked against its field's type."""
+    from suite.config import replace_path
+
+    values = dict(overrides)
+    for item in sets:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE, e.g. train.epochs=5")
+        try:
+            values[name] = json.loads(value)
+        except json.JSONDecodeError:
+            values[name] = value
+    for name, value in values.items():
+        if value is not None:
+            config = replace_path(config, name, value)
+    return config
+
+
+def _has_field(cls: type, dotted: str) -> bool:
+    head, _, rest = dotted.partition(".")
+    fields = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) \
+        else {}
+    if head not in fields:
+        return False
+    if not rest:
+        return True
+    import typing
+
+    return _has_field(typing.get_type_hints(cls)[head], rest)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, app: App) -> None:
+    """The configuration arguments of ``run`` and ``compile``."""
+    presets = sorted(app.config_class.PRESETS)
+    parser.add_argument("--preset", default="tiny", choices=presets,
+                        help="size of data, model and training (tiny: a minute on a laptop; "
+                             "default: the benchmark setting)")
+    if app.formats:
+        parser.add_argument("--format", choices=app.formats,
+                            help=f"input format (default: {app.formats[0]})")
+    if app.models:
+        parser.add_argument("--model", choices=app.models,
+                            help="model family (default: the preset's)")
+    if app.modes:
+        parser.add_argument("--mode", choices=app.modes, help=f"default: {app.modes[0]}")
+    parser.add_argument("--epochs", type=positive_int, help="training epochs (overrides the "
+                                                             "preset)")
+    if _has_field(app.config_class, "data.skip_bad_files"):
+        parser.add_argument("--skip-bad-files", action="store_true",
+                            help="skip unreadable input files (each reported and counted) "
+                                 "instead of stopping")
+    app.add_config_arguments(parser)
+    add_set_argument(parser)
+
+
+def config_from_args(app: App, args: argparse.Namespace) -> Any:
+    """The preset with the command line's overrides applied, checked."""
+    config = app.config_class.preset(args.preset)
+    if getattr(args, "model", None):
+        config = app.with_model(config, args.model)
+    overrides = {
+        "data.format": getattr(args, "format", None),
+        "mode": getattr(args, "mode", None),
+        "train.epochs": args.epochs,
+        "data.skip_bad_files": True if getattr(args, "skip_bad_files", False) else None,
+        **app.overrides(args),
+    }
+    return apply_overrides(config, overrides, args.set).check()
+
+
+# -- run -------------------------------------------------------------------------------------
+
+
+def pipeline_paths(workspace: str, app: str, examples_dir: str, serving_dir: str | None = None):
+    """Where an app's run writes under a workspace; paths or URIs (gs://...) alike."""
+    from pipelines.builder import PipelinePaths
+
+    app_ws = os.path.join(workspace, app)
+    serving = serving_dir or os.path.join(workspace, "serving")
+    return PipelinePaths(
+        examples_dir=examples_dir,
+        pipeline_root=os.path.join(app_ws, "pipeline_root"),
+        metadata_path=os.path.join(app_ws, "metadata.sqlite"),
+        serving_base=os.path.join(serving, "models"),
+        edge_base=os.path.join(serving, "edge"),
+    )
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, model_name: str) -> None:
+    """Where a ``run`` command writes and how it runs: --workspace, --serving-dir, --runner,
+    --no-cache."""
+    parser.add_argument("--workspace", default="workspace", metavar="DIR",
+                        help="where examples, pipeline outputs and the metadata store go "
+                             "(default: ./workspace)")
+    parser.add_argument("--serving-dir", metavar="DIR",
+                        help=f"model repository root (default: WORKSPACE/serving); models go "
+                             f"to DIR/models/{model_name}/<version>, TFLite to DIR/edge/...")
+    parser.add_argument("--runner", default="local", choices=["local", "beam"],
+                        help="local: one process (default); beam: Beam multi-processing "
+                             "workers for large data")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="re-run every step even when inputs and code are unchanged")
+
+
+def cmd_run(app: App, args: argparse.Namespace) -> int:
+    """Ingests and validates the data, runs the whole pipeline, and prints the evaluation
+    and where the served and edge models are."""
+    from suite.quiet import quiet
+
+    quiet()
+    from suite.config import to_dict
+
+    config = config_from_args(app, args)
+    workspace = os.path.abspath(args.workspace)
+    app_ws = os.path.join(workspace, app.name)
+    path = args.data
+    if path is None:
+        path = app.demo_data(os.path.join(app_ws, "generated"), config, say)
+    say(f"reading {path}")
+    ingested = app.ingest(path, config, os.path.join(app_ws, "examples"), say)
+    say(f"examples: {ingested.counts} -> {ingested.examples_dir}")
+    if ingested.skipped:
+        say(f"skipped {len(ingested.skipped)} bad file(s) (listed in "
+            f"{os.path.join(ingested.examples_dir, 'summary.json')})")
+    for line in app.ingested_lines(ingested):
+        print(line)
+    config = app.with_ingested(config, ingested)
+
+    paths = pipeline_paths(workspace, app.name, ingested.examples_dir, args.serving_dir)
+    os.makedirs(os.path.dirname(paths.metadata_path), exist_ok=True)
+    config_path = os.path.join(app_ws, "config.json")
+    with open(config_path, "w") as f:
+        json.dump({"app": app.name, "preset": args.preset, "data": os.path.abspath(path),
+                   "runner": args.runner, "config": to_dict(config),
+                   "paths": dataclasses.asdict(paths)}, f, indent=2)
+    say(f"effective config written to {config_path}")
+
+    from pipelines.builder import create_pipeline
+    from pipelines.results import latest_run
+    from pipelines.runners import beam_args, run_local
+
+    spec = app.spec(config)
+    say(f"running the pipeline ({app.pipeline_steps})")
+    pipeline = create_pipeline(spec, config, paths, beam_pipeline_args=beam_args(args.runner),
+                               enable_cache=not args.no_cache)
+    run_local(pipeline)
+    summary = latest_run(paths.metadata_path, spec.name)
+    print_summary(app, summary, config, ingested)
+    return 0 if summary.blessed else EXIT_NOT_BLESSED
+
+
+def print_summary(app: App, summary, config: Any, ingested) -> None:
+    """The run summary: what came from the cache, the app's evaluation lines, the blessing,
+    and where the served and edge models are."""
+    from pipelines.results import evaluation_metrics
+
+    print()
+    cached = sorted(n for n, s in summary.states.items() if s == "CACHED")
+    if cached:
+        print(f"reused from cache: {', '.join(cached)}")
+    if ingested.skipped:
+        print(f"skipped files: {len(ingested.skipped)}")
+    if summary.evaluation_uri:
+        for line in app.metric_lines(evaluation_metrics(summary.evaluation_uri), config,
+                                     ingested):
+            print(line)
+    print(f"blessed: {'yes' if summary.blessed else 'NO (thresholds not met; nothing pushed)'}")
+    if summary.pushed:
+        print(f"TF Serving model: {summary.pushed_destination}")
+        for line in app.pushed_lines(summary.pushed_destination):
+            print(line)
+    if summary.edge_dir:
+        print(f"TFLite models:    {summary.edge_dir}")
+        with open(os.path.join(summary.edge_dir, "report.json")) as f:
+            for line in edge_lines(json.load(f)):
+                print(line)
+
+
+def edge_lines(report: dict) -> list[str]:
+    """The TFLite report as a table: size, latency, quality and agreement per variant."""
+    k = report.get("k")
+    metric, label = ("recall_at_k", f"recall@{k}") if k else ("accuracy", "accuracy")
+    agreement = f"top-{k} agreement" if k else "agreement"
+    reference = report.get("reference", {}).get(metric)
+    lines = [f"  on {report['n_examples']} held-out examples"
+             + (f"; the reference model's {label}: {reference:.4f}" if reference is not None
+                else "")]
+    for variant, r in report["variants"].items():
+        quality = r.get(metric)
+        lines.append(f"  {variant:<14} {r['size_bytes'] / 1024:8.1f} KiB  "
+                     f"{r['latency_ms_mean']:7.3f} ms"
+                     + (f"  {label} {quality:.4f}" if quality is not None else "")
+                     + f"  {agreement} {r['agreement']:.4f}")
+    for variant, reason in report.get("skipped", {}).items():
+        lines.append(f"  {variant:<14} skipped: {reason[:200]}")
+    for name, file in report.get("vocabularies", {}).items():
+        lines.append(f"  vocabulary {name}: {file} (line j = output j = input id j + 1)")
+    return lines
+
+
+# -- generate and compile --------------------------------------------------------------------
+
+
+def cmd_generate(app: App, args: argparse.Namespace) -> int:
+    """Writes generated demo data in a supported format, for trying the app out."""
+    print(f"wrote generated data to {app.generate(args)}")
+    return 0
+
+
+def add_compile_arguments(parser: argparse.ArgumentParser, app: App) -> None:
+    """The arguments of an app's ``compile`` command."""
+    parser.add_argument("--target", default="kubeflow-v2", choices=["kubeflow-v2"])
+    parser.add_argument("--image", required=True,
+                        help="container image with the suite installed (see Dockerfile)")
+    parser.add_argument("--out", required=True, metavar="FILE", help="pipeline spec JSON to write")
+    parser.add_argument("--pipeline-root", default="gs://BUCKET/suite", metavar="ROOT",
+                        help="where the cluster's runs write (the same layout as --workspace)")
+    parser.add_argument("--examples", metavar="URI",
+                        help=f"ingested examples (one folder per split); default "
+                             f"ROOT/{app.name}/examples")
+    parser.add_argument("--serving-dir", metavar="URI",
+                        help=f"model repository root (default: ROOT/serving): pushes go to "
+                             f"URI/models/{app.name}/<version>")
+
+
+def cmd_compile(app: App, args: argparse.Namespace) -> int:
+    """Compiles the same pipeline into a Kubeflow Pipelines / Vertex AI spec; what ingestion
+    measured comes from the examples' summary.json when it is readable here."""
+    from suite.quiet import quiet
+
+    quiet()
+    from pipelines.builder import create_pipeline
+    from pipelines.runners import compile_kubeflow_v2
+    from suite import examples_io
+
+    config = config_from_args(app, args)
+    if args.examples and examples_io.is_complete(args.examples):
+        config = app.with_ingested(config, examples_io.IngestResult.load(args.examples))
+    root = args.pipeline_root.rstrip("/")
+    paths = pipeline_paths(root, app.name,
+                           args.examples or os.path.join(root, app.name, "examples"),
+                           args.serving_dir)
+    pipeline = create_pipeline(app.spec(config), config, paths, with_metadata=False)
+    compile_kubeflow_v2(pipeline, args.image, args.out)
+    print(f"wrote {args.target} pipeline spec to {args.out} (image {args.image})")
+    return 0
+
+
+# -- prediction commands ---------------------------------------------------------------------
+
+
+def add_serving_arguments(parser: argparse.ArgumentParser, app: App,
+                          required_model: bool = False) -> None:
+    """--model DIR (load the pushed model here) or --server HOST:PORT (ask a model server),
+    and --model-name."""
+    parser.add_argument("--model", metavar="DIR", required=required_model,
+                        help="pushed model: a version folder or the model base path (newest)")
+    if not required_model:
+        parser.add_argument("--server", metavar="HOST:PORT",
+                            help="ask a model server over gRPC instead (suite serve, TF "
+                                 "Serving)")
+        parser.add_argument("--model-name", default=app.name,
+                            help="served model name, with --server (default: %(default)s)")
+
+
+def check_model_or_server(args: argparse.Namespace) -> None:
+    """Exactly one of --model and --server."""
+    if (args.model is None) == (getattr(args, "server", None) is None):
+        raise ArgumentError(f"{args.command}: expected either --model DIR (load the model "
+                            "here) or --server HOST:PORT (ask a model server)")
+
+
+@contextlib.contextmanager
+def server_errors(args: argparse.Namespace):
+    """Turns a failed call to the model server into the error convention's message."""
+    from serving.clients import ServingClientError
+
+    try:
+        yield
+    except ServingClientError as e:
+        raise ArgumentError(f"server {args.server}, model {args.model_name}: {e}") from None
+
+
+# -- parser and main ---------------------------------------------------------------------------
+
+
+def build_parser(app: App, description: str, examples: str,
+                 commands: Callable[[Any], None] | None = None) -> argparse.ArgumentParser:
+    """The app's command line: run, the app-only ``commands``, generate and compile."""
+    parser = argparse.ArgumentParser(
+        prog=app.command, description=description, epilog=examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train, evaluate and deploy a model from raw data",
+                         description=cmd_run.__doc__)
+    run.add_argument("--data", metavar=app.data_metavar, help=app.data_help)
+    add_config_arguments(run, app)
+    add_run_arguments(run, app.name)
+    run.set_defaults(func=lambda args: cmd_run(app, args))
+
+    if commands is not None:
+        commands(sub)
+
+    gen = sub.add_parser("generate", help="write generated demo data",
+                         description=cmd_generate.__doc__)
+    gen.add_argument("--out", required=True, metavar="PATH")
+    if app.formats:
+        gen.add_argument("--format", default=app.formats[0], choices=app.formats)
+    gen.add_argument("--seed", type=int, default=0)
+    app.add_generate_arguments(gen)
+    gen.set_defaults(func=lambda args: cmd_generate(app, args))
+
+    comp = sub.add_parser("compile", help="write a Kubeflow Pipelines / Vertex AI spec",
+                          description=cmd_compile.__doc__)
+    add_compile_arguments(comp, app)
+    add_config_arguments(comp, app)
+    comp.set_defaults(func=lambda args: cmd_compile(app, args))
+    return parser
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Runs ``args.func``; bad input (ValueError, FileNotFoundError) becomes exit status 2
+    with the message, which names the file or field (SUITE_DEBUG=1 shows the traceback)."""
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        if os.environ.get("SUITE_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def main(app: App, argv: list[str] | None, description: str, examples: str,
+         commands: Callable[[Any], None] | None = None) -> int:
+    """Entry point of an app's command."""
+    return run_command(build_parser(app, description, examples, commands).parse_args(argv))

@@ -1,0 +1,89 @@
+"""The medical-scans app, declared: two-class scan classification (chest X-rays)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from apps.base.app import App, Progress
+from apps.medical_scans.config import FORMATS, MODEL_KINDS, MedicalConfig
+from apps.medical_scans.features import IMAGE_XF, LABEL, SPLITS
+
+# Summary label -> TFMA metric name.
+METRIC_NAMES = {"auc": "auc", "accuracy": "binary_accuracy", "sensitivity": "recall",
+                "specificity": "specificity", "precision": "precision"}
+
+
+class MedicalScans(App):
+    """Class folders of JPEG/PNG, DICOM or MedMNIST .npz -> patient-level splits -> CNN /
+    ResNet with a validation-chosen decision threshold."""
+
+    name = "medical_scans"
+    command = "medical-scans"
+    about = ("chest X-ray (two-class scan) classification from JPEG/PNG folders, .npz, DICOM: "
+             "CNN / ResNet, Grad-CAM")
+    headline_metric = ("auc", "AUC")
+    config_class = MedicalConfig
+    formats = FORMATS
+    models = MODEL_KINDS
+    data_help = "image folder or .npz file (default: generate demo images)"
+
+    def add_config_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--image-size", type=int, help="input resolution in pixels")
+
+    def overrides(self, args: argparse.Namespace) -> dict[str, Any]:
+        return {"model.image_size": args.image_size}
+
+    def demo_data(self, folder: str, config: MedicalConfig, progress: Progress) -> str:
+        from apps.medical_scans import data
+
+        fmt = config.data.format
+        path = os.path.join(folder, "images.npz" if fmt == "npz" else f"images-{fmt}")
+        if not os.path.exists(path):
+            progress(f"no --data given: generating {fmt} images in {path}")
+            data.generate_synthetic(path, fmt, n_per_class=60, size=48)
+        return path
+
+    def add_generate_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--per-class", type=int, default=60)
+        parser.add_argument("--size", type=int, default=48)
+
+    def generate(self, args: argparse.Namespace) -> str:
+        from apps.medical_scans import data
+
+        return data.generate_synthetic(args.out, args.format, n_per_class=args.per_class,
+                                       size=args.size, seed=args.seed)
+
+    def spec(self, config: MedicalConfig):
+        from apps.medical_scans.pipeline import eval_config
+
+        # The Trainer validates on "validation" (best epoch, threshold); only the Evaluator
+        # sees "eval".
+        return self.pipeline_spec(eval_config=eval_config, label_key=LABEL,
+                                  model_input_key=IMAGE_XF, splits=SPLITS,
+                                  trainer_eval_split="validation")
+
+    def metric_lines(self, metrics, config: MedicalConfig, ingested) -> list[str]:
+        lines = []
+        for name, values in sorted(metrics.items()):
+            # A slice holding one class only (e.g. the normal images' subtype) has no AUC,
+            # and no sensitivity or no specificity (TFMA reports NaN, or 0 for the AUC).
+            one_class = any(values.get(k) != values.get(k) for k in ("recall", "specificity"))
+            figures = "  ".join(f"{label} {values[key]:.4f}"
+                                for label, key in METRIC_NAMES.items()
+                                if key in values and values[key] == values[key]
+                                and not (one_class and key == "auc"))
+            count = values.get("example_count")
+            lines.append(f"  {name:<18} {figures}  images {int(count) if count else '?'}")
+        return lines
+
+    def pushed_lines(self, pushed_dir: str) -> list[str]:
+        from serving.export import load_metadata
+
+        metadata = load_metadata(pushed_dir)
+        return [f"  decision threshold {metadata['threshold']:.4f} on the probability of "
+                f"{metadata['positive_class']} (chosen on the validation split)"]
+
+
+APP = MedicalScans()

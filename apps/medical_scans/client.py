@@ -1,0 +1,44 @@
+"""The medical-scans model's client: encoded images in, class names, probabilities and the
+decision threshold out, over gRPC or REST, from a TF Serving endpoint (tensorflow_model_server
+or the suite's server)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from serving.clients import DEFAULT_GRPC_TARGET, AppClient, GrpcClient, RestClient
+
+
+@dataclass(frozen=True)
+class ScanPrediction:
+    """Per image: the decided class name, the probability of each class and the decision
+    threshold on the positive class's probability that the model applied."""
+
+    labels: list[str]
+    probabilities: np.ndarray  # float32 [n, 2]: negative, positive
+    thresholds: np.ndarray  # float32 [n]
+    version: int | None  # the model version that answered (gRPC only)
+
+
+class MedicalScansClient(AppClient):
+    """Classifies images with a served medical-scans model: sends the encoded PNG / JPEG
+    bytes as serialized tf.Examples to ``serving_default`` (the model decodes and resizes
+    them itself), at most ``max_images_per_request`` per call."""
+
+    def __init__(self, target: str = DEFAULT_GRPC_TARGET, *, model: str = "medical_scans",
+                 max_images_per_request: int = 16,
+                 client: GrpcClient | RestClient | None = None, **client_options):
+        super().__init__(target, model=model, client=client, **client_options)
+        self.max_images_per_request = max_images_per_request
+
+    def predict(self, images: Sequence[bytes]) -> ScanPrediction:
+        """Classifies encoded images (PNG or JPEG file bytes)."""
+        if not images:
+            raise ValueError("expected at least one image")
+        labels, arrays, version = self.classify_examples(
+            [{"image": bytes(image)} for image in images], self.max_images_per_request,
+            {"probabilities": np.float32, "threshold": np.float32})
+        return ScanPrediction(labels, arrays["probabilities"], arrays["threshold"], version)

@@ -1,0 +1,87 @@
+"""The sensor-vibration app, declared: bearing faults from accelerometer recordings."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from apps.base.app import App, Progress
+from apps.sensor_vibration.config import (
+    FORMATS, MODEL_KINDS, VibrationConfig, with_model_kind)
+from apps.sensor_vibration.features import LABEL, SIGNAL_XF
+
+
+class SensorVibration(App):
+    """CWRU-style .mat or CSV recordings + manifest -> windows -> spectral / CNN / RNN."""
+
+    name = "sensor_vibration"
+    command = "sensor-vibration"
+    about = ("bearing faults from accelerometer signals (CWRU .mat, CSV): spectral / 1D CNN "
+             "/ LSTM / GRU")
+    headline_metric = ("sparse_categorical_accuracy", "accuracy")
+    config_class = VibrationConfig
+    formats = FORMATS
+    models = MODEL_KINDS
+    data_metavar = "DIR"
+    data_help = "folder with recordings and manifest.csv (default: generate demo data)"
+
+    def add_config_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--channels", help="accelerometers to use, comma separated "
+                                               "(default: DE)")
+        parser.add_argument("--holdout-load", type=int, metavar="HP",
+                            help="evaluate only on recordings at this motor load, train on the "
+                                 "others (checks that the model carries over to an unseen "
+                                 "operating point)")
+
+    def overrides(self, args: argparse.Namespace) -> dict[str, Any]:
+        return {"data.channels": args.channels.split(",") if args.channels else None,
+                "data.holdout_load": args.holdout_load}
+
+    def with_model(self, config: VibrationConfig, kind: str) -> VibrationConfig:
+        return with_model_kind(config, kind)
+
+    def demo_data(self, folder: str, config: VibrationConfig, progress: Progress) -> str:
+        from apps.sensor_vibration import data
+
+        if not os.path.exists(os.path.join(folder, config.data.manifest)):
+            progress(f"no --data given: generating CWRU-like recordings in {folder}")
+            # Long enough for about 8 windows' worth of signal in every time block.
+            blocks_of_8_windows = 8 * config.data.window * config.data.split_blocks
+            data.generate_synthetic(folder, fmt=config.data.format,
+                                    channels=config.data.channels,
+                                    n_samples=max(12000, blocks_of_8_windows))
+        return folder
+
+    def add_generate_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--samples", type=int, default=48000, help="samples per recording")
+
+    def generate(self, args: argparse.Namespace) -> str:
+        from apps.sensor_vibration import data
+
+        return data.generate_synthetic(args.out, fmt=args.format, n_samples=args.samples,
+                                       seed=args.seed)
+
+    def spec(self, config: VibrationConfig):
+        from apps.sensor_vibration.pipeline import eval_config
+
+        return self.pipeline_spec(eval_config=eval_config, label_key=LABEL,
+                                  model_input_key=SIGNAL_XF)
+
+    def metric_lines(self, metrics, config: VibrationConfig, ingested) -> list[str]:
+        lines = []
+        classes = config.data.classes
+        for name, values in sorted(metrics.items()):
+            acc = values.get("sparse_categorical_accuracy")
+            count = values.get("example_count")
+            line = f"  {name:<10} accuracy {acc:.4f}" if acc is not None else f"  {name:<10}"
+            lines.append(f"{line}  windows {int(count) if count else '?'}")
+            if name == "overall":
+                recalls = [f"{classes[i]} {values[f'recall/class_{i}']:.3f}"
+                           for i in range(len(classes)) if f"recall/class_{i}" in values]
+                if recalls:
+                    lines.append("  recall per class: " + ", ".join(recalls))
+        return lines
+
+
+APP = SensorVibration()

@@ -1,0 +1,219 @@
+"""The contract every app's tests run, the same way for each app (in the spirit of
+keras-hub's ``run_backbone_test``): each app's test modules call these with its tiny preset
+and data it generates in its real format.
+
+- ``prepare``: the app's ingestion, then its preprocessing_fn through tft_beam;
+- ``check_rejected``: a bad input stops ingestion naming the file, with nothing written;
+- ``check_export``: the app's ``fit`` hook, the shared export, and every signature agreeing
+  with the Keras model on the same inputs; warmup requests carry only serving features;
+- ``check_tflite``: the float32 TFLite file agreeing with the served model;
+- ``check_pipeline_run``: one LocalDagRunner run through the app's command line, asserting
+  through MLMD that every component the builder declares ran, the model was blessed and
+  pushed as a complete version folder, and the TFLite files were written.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import suite  # noqa: F401
+from pipelines.trainer import Trained, TrainerInputs, train_and_export
+from suite import examples_io
+from suite.config import to_dict
+
+# The float32 file against the served model: a classifier's argmax agrees everywhere; a
+# ranker's top-k lists may swap items whose scores tie to float precision.
+_FLOAT32_AGREEMENT = {False: 1.0, True: 0.99}
+SIGNATURES = {"serving_default", "transform_features", "serving_raw"}
+VERSION_FILES = ("saved_model.pb", "variables/variables.index", "fingerprint.pb",
+                 "assets.extra/tf_serving_warmup_requests", "assets.extra/keras/model.keras",
+                 "assets.extra/suite_metadata.json")
+
+
+def split_files(examples_dir: str, split: str) -> list[str]:
+    """The TFRecord files of one split of an ingested examples folder."""
+    return sorted(glob.glob(os.path.join(examples_dir, split, "*")))
+
+
+def raw_feature_spec(app, config) -> dict:
+    """The app's raw feature spec (``apps.<app>.preprocessing.raw_feature_spec(config)``)."""
+    return importlib.import_module(f"apps.{app.name}.preprocessing").raw_feature_spec(config)
+
+
+@dataclass
+class Prepared:
+    """Ingested examples and the transform graph analysed on their train split."""
+
+    root: Path
+    ingested: examples_io.IngestResult
+    inputs: TrainerInputs
+
+    def files(self, split: str) -> list[str]:
+        """The files of ``split``."""
+        return split_files(self.ingested.examples_dir, split)
+
+
+def prepare(app, config, data_path: str, root: Path) -> Prepared:
+    """Ingests ``data_path`` with the app's reader and analyses its preprocessing_fn on the
+    train split through tft_beam, as the pipeline's Transform does."""
+    from components import transform_local
+
+    spec = app.spec(config)
+    ingested = app.ingest(data_path, config, str(root / "examples"), None)
+    assert set(ingested.counts) == set(spec.splits), ingested.counts
+    train_files = split_files(ingested.examples_dir, "train")
+    custom = {"config": to_dict(config)}
+    tft_output = transform_local.analyze(
+        train_files, raw_feature_spec(app, config),
+        lambda inputs: spec.preprocessing_fn(inputs, custom), str(root / "transform"))
+    inputs = TrainerInputs(train_files,
+                           split_files(ingested.examples_dir, spec.trainer_eval_split),
+                           tft_output)
+    return Prepared(root, ingested, inputs)
+
+
+def check_rejected(app, config, data_path: str, out_root: Path, expected: str) -> str:
+    """Ingestion of a bad input raises a ValueError whose message contains ``expected`` (a
+    file name, line or field) and leaves nothing in ``out_root``; returns the message."""
+    try:
+        app.ingest(data_path, config, str(out_root), None)
+    except ValueError as e:
+        message = str(e)
+    else:
+        raise AssertionError(f"{app.name}: ingesting {data_path} did not fail")
+    assert expected in message, message
+    leftovers = [p for p in out_root.rglob("*") if p.is_file()] if out_root.exists() else []
+    assert leftovers == [], leftovers
+    return message
+
+
+def check_export(app, config, prepared: Prepared, out_dir: Path,
+                 n_examples: int = 16) -> tuple[str, Trained]:
+    """Trains through the app's ``fit`` hook, exports, reloads, and checks that every
+    signature agrees with the Keras model on the same eval examples."""
+    import tensorflow as tf
+
+    from serving import export, warmup
+
+    spec = app.spec(config)
+    trained = train_and_export(spec.fit, config, prepared.inputs, str(out_dir), app=app.name)
+    model_dir = str(out_dir)
+    for part in VERSION_FILES[:2] + VERSION_FILES[3:]:
+        assert os.path.exists(os.path.join(model_dir, part)), part
+    examples = examples_io.first_examples(prepared.files("eval"), n_examples)
+    loaded = tf.saved_model.load(model_dir)
+    assert SIGNATURES <= set(loaded.signatures)
+
+    served = {k: v.numpy() for k, v in
+              loaded.signatures["serving_default"](examples=tf.constant(examples)).items()}
+    transformed = loaded.signatures["transform_features"](examples=tf.constant(examples))
+    model_input = transformed[spec.model_input_key]
+    keras_model = export.load_keras_model(model_dir)
+    direct = keras_model(model_input, training=False)
+    postprocessed = {k: np.asarray(v) for k, v in
+                     trained.export_spec.postprocess(tf.convert_to_tensor(direct)).items()}
+    assert set(postprocessed) == set(served)
+    for name, value in served.items():
+        _assert_same(value, postprocessed[name], name)
+
+    serving_spec = export.serving_feature_spec(
+        prepared.inputs.transform_output.raw_feature_spec(), trained.export_spec)
+    parsed = tf.io.parse_example(examples, serving_spec)
+    raw_inputs = {k: (tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v)
+                  for k, v in parsed.items()}
+    raw = loaded.signatures["serving_raw"](**raw_inputs)
+    for name, value in served.items():
+        _assert_same(raw[name].numpy(), value, f"serving_raw {name}")
+
+    logs = warmup.read_warmup_requests(model_dir)
+    assert logs, "no warmup requests"
+    for log in logs:
+        request = log.predict_log.request
+        assert request.model_spec.signature_name == "serving_default"
+        for sent in tf.make_ndarray(request.inputs["examples"]):
+            features = set(tf.train.Example.FromString(sent).features.feature)
+            assert features <= set(trained.export_spec.serving_features), features
+    assert export.load_metadata(model_dir)["app"] == app.name
+    return model_dir, trained
+
+
+def _assert_same(got: np.ndarray, expected: np.ndarray, name: str) -> None:
+    if got.dtype.kind in "fc":
+        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=name)
+    else:
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+
+
+def check_tflite(app, config, prepared: Prepared, model_dir: str, edge_dir: Path) -> dict:
+    """Converts the exported model's Keras core to the TFLite variants and checks the
+    float32 file against the served model; returns the report."""
+    from components.tflite_export import export_edge_models
+
+    spec = app.spec(config)
+    report = export_edge_models(
+        model_dir, str(edge_dir),
+        train_examples=examples_io.first_examples(prepared.files("train"), 64),
+        eval_examples=examples_io.first_examples(prepared.files("eval"), 32),
+        transform_output_dir=os.path.dirname(
+            prepared.inputs.transform_output.transform_savedmodel_dir.rstrip("/")),
+        label_key=spec.label_key, model_input_key=spec.model_input_key,
+        top_k=spec.tflite.top_k, optional_variants=spec.tflite.optional_variants,
+        vocabularies=spec.tflite.vocabularies)
+    float32 = report["variants"]["float32"]
+    assert float32["agreement"] >= _FLOAT32_AGREEMENT[bool(spec.tflite.top_k)], float32
+    assert os.path.isfile(os.path.join(edge_dir, "float32.tflite"))
+    return report
+
+
+def expected_components(app, config, workspace: Path) -> set[str]:
+    """The component ids the shared builder puts into the app's pipeline."""
+    from apps.base.cli import pipeline_paths
+    from pipelines.builder import create_pipeline
+
+    paths = pipeline_paths(str(workspace), app.name, str(workspace / "unused"))
+    return {c.id for c in create_pipeline(app.spec(config), config, paths, with_metadata=False)
+            .components}
+
+
+def run_pipeline(app, args: list[str], workspace: Path) -> tuple[int, Any]:
+    """Runs ``<app> run ARGS --workspace WORKSPACE`` and reads its run back from MLMD."""
+    from pipelines.results import latest_run
+
+    cli = importlib.import_module(f"apps.{app.name}.cli")
+    code = cli.main(["run", *args, "--workspace", str(workspace)])
+    summary = latest_run(str(workspace / app.name / "metadata.sqlite"), app.command)
+    return code, summary
+
+
+def check_pipeline_run(app, config, code: int, summary, workspace: Path) -> None:
+    """Every component ran, the model was blessed and pushed as one complete version, and
+    the TFLite files and report are in the edge folder."""
+    import json
+
+    assert code == 0
+    assert set(summary.states) == expected_components(app, config, workspace)
+    assert set(summary.states.values()) == {"COMPLETE"}, summary.states
+    assert summary.blessed is True and summary.pushed is True
+    base = workspace / "serving" / "models" / config.model_name
+    assert os.path.dirname(summary.pushed_destination) == str(base)
+    assert os.listdir(base) == [summary.pushed_version]  # no staging folder left behind
+    for part in VERSION_FILES:
+        assert os.path.exists(os.path.join(summary.pushed_destination, part)), part
+    edge = summary.edge_dir
+    assert edge == str(workspace / "serving" / "edge" / config.model_name
+                       / summary.pushed_version)
+    report = json.loads(open(os.path.join(edge, "report.json")).read())
+    for variant, values in report["variants"].items():
+        assert os.path.getsize(os.path.join(edge, f"{variant}.tflite")) > 0, variant
+        assert values["path"].startswith(edge)
+    assert report["variants"]["float32"]["agreement"] >= \
+        _FLOAT32_AGREEMENT[bool(app.spec(config).tflite.top_k)]
+    effective = json.loads((workspace / app.name / "config.json").read_text())
+    assert effective["app"] == app.name
