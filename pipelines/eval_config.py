@@ -52,12 +52,16 @@ def classification_eval_config(
     n_classes: int,
     min_accuracy: float,
     max_accuracy_drop: float,
+    min_class_recall: float = 0.0,
+    ungated_classes: Sequence[int] = (),
     slice_features: Sequence[str] = (),
     prediction_key: str = "probabilities",
 ):
     """Accuracy (gated: a floor, and no regression beyond ``max_accuracy_drop`` against the
-    last blessed model), per-class recall, the confusion matrix and the example count, over
-    the whole eval split and sliced by each of ``slice_features``."""
+    last blessed model), per-class recall (gated on the whole eval split: at least
+    ``min_class_recall`` for every class but ``ungated_classes``, those without eval
+    examples), the confusion matrix and the example count, over the whole eval split and
+    sliced by each of ``slice_features``."""
     import tensorflow_model_analysis as tfma
 
     accuracy = gated_metric("SparseCategoricalAccuracy", bound=min_accuracy,
@@ -68,13 +72,15 @@ def classification_eval_config(
         tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
     ])
     # One-vs-rest per class with the top-1 prediction: the recall of each class.
-    per_class = tfma.MetricsSpec(
-        metrics=[tfma.MetricConfig(class_name="Recall", config=json.dumps({"top_k": 1}))],
-        binarize=tfma.BinarizationOptions(class_ids={"values": list(range(n_classes))}),
-    )
+    gated = [c for c in range(n_classes) if c not in set(ungated_classes)]
+    per_class = [tfma.MetricsSpec(
+        metrics=[gated_metric("Recall", bound=min_class_recall if gate else None,
+                              overall_only=True, config={"top_k": 1})],
+        binarize=tfma.BinarizationOptions(class_ids={"values": ids}))
+        for gate, ids in ((True, gated), (False, list(ungated_classes))) if ids]
     return tfma.EvalConfig(
         model_specs=[model_spec(label_key, prediction_key)],
-        metrics_specs=[overall, per_class],
+        metrics_specs=[overall, *per_class],
         slicing_specs=[tfma.SlicingSpec()]
         + [tfma.SlicingSpec(feature_keys=[f]) for f in slice_features],
     )

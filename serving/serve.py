@@ -17,6 +17,25 @@ TF_SERVING_BINARY = "tensorflow_model_server"
 ENGINES = ("auto", TF_SERVING_BINARY, "suite")
 
 
+def _ranged(kind: type, low: float, high: float | None = None):
+    """An argparse type: a ``kind`` number in [low, high]; argparse reports the option."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f"from {low} to {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"expected {bound}, got {value}")
+        return value
+
+    return parse
+
+
+PORT = _ranged(int, 0, 65535)  # 0: any free port
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``suite serve``."""
     from serving.repository import DEFAULT_BASE  # noqa: PLC0415 (no TensorFlow import)
@@ -32,21 +51,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "asked for), otherwise the suite's server")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default: loopback only; the suite's server)")
-    parser.add_argument("--grpc-port", type=int, default=8500)
-    parser.add_argument("--rest-port", type=int, default=8501)
+    parser.add_argument("--grpc-port", type=PORT, default=8500, help="0 to 65535 (0: any free)")
+    parser.add_argument("--rest-port", type=PORT, default=8501, help="0 to 65535 (0: any free)")
     parser.add_argument("--policy", default="latest", metavar="POLICY",
                         help="versions to serve: latest[:N], all, or specific:V1,V2")
     parser.add_argument("--label", action="append", default=[], metavar="[MODEL:]LABEL=VERSION",
                         help="version label, e.g. stable=1712345678 (repeatable)")
-    parser.add_argument("--poll-seconds", type=float, default=1.0,
+    parser.add_argument("--poll-seconds", type=_ranged(float, 0.01), default=1.0,
                         help="how often the repository is checked for new versions")
     parser.add_argument("--no-batching", action="store_true",
                         help="run every request on its own (default: server-side batching)")
-    parser.add_argument("--max-batch-size", type=int, default=32)
-    parser.add_argument("--batch-timeout-micros", type=int, default=2000)
-    parser.add_argument("--num-batch-threads", type=int, default=max(2, os.cpu_count() or 1))
-    parser.add_argument("--max-enqueued-batches", type=int, default=100)
-    parser.add_argument("--max-request-bytes", type=int, default=64 << 20,
+    parser.add_argument("--max-batch-size", type=_ranged(int, 1), default=32)
+    parser.add_argument("--batch-timeout-micros", type=_ranged(int, 0), default=2000)
+    parser.add_argument("--num-batch-threads", type=_ranged(int, 1),
+                        default=max(2, os.cpu_count() or 1))
+    parser.add_argument("--max-enqueued-batches", type=_ranged(int, 1), default=100)
+    parser.add_argument("--max-request-bytes", type=_ranged(int, 1), default=64 << 20,
                         help="larger requests are refused (suite server; default 64 MiB)")
     parser.add_argument("--tls-cert", metavar="PEM", help="serve gRPC over TLS with this cert")
     parser.add_argument("--tls-key", metavar="PEM", help="... and this private key")

@@ -30,6 +30,13 @@ SUMMARY = "summary.json"
 DATA_FILE = "data.tfrecord"
 
 
+def utf8(text: str) -> bytes:
+    """``text`` as UTF-8 for a bytes feature. A file name that is not UTF-8 reaches Python
+    with surrogate escapes; those bytes are kept readable (``\\xff``) instead of failing."""
+    raw = text.encode("utf-8", "surrogateescape")  # the name's own bytes
+    return raw.decode("utf-8", "backslashreplace").encode("utf-8")
+
+
 def sha256_file(path: str) -> str:
     """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
@@ -92,6 +99,28 @@ class IngestResult:
 
 
 Splits = Mapping[str, Iterable[bytes]]
+
+
+def check_class_coverage(class_counts: Mapping[str, Mapping[str, int]], where: str, *,
+                         allow_missing: bool = False,
+                         progress: Callable[[str], None] | None = None) -> None:
+    """Every class the model will predict must have examples in every split
+    (``class_counts``: split -> class -> examples): a model that never saw a class cannot
+    predict it, and an eval split without it cannot show that. Raises a ValueError naming
+    the missing classes, unless ``allow_missing`` (then each is reported to ``progress``)."""
+    missing = {split: [c for c, n in counts.items() if n == 0]
+               for split, counts in class_counts.items()}
+    missing = {split: classes for split, classes in missing.items() if classes}
+    if not missing:
+        return
+    text = "; ".join(f"no {split} examples of class(es) {classes}"
+                     for split, classes in missing.items())
+    if not allow_missing:
+        raise ValueError(f"{where}: {text}; every class the model predicts must be in every "
+                         "split (check the data and the split settings, or set "
+                         "data.allow_missing_classes=true to run anyway)")
+    if progress:
+        progress(f"warning: {text} (allowed by data.allow_missing_classes)")
 
 
 def ingest_once(out_root: str, fingerprint: str,

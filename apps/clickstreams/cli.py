@@ -6,10 +6,12 @@ once; TensorFlow and TFX load when a command needs them.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from apps.base import cli
 from apps.clickstreams.app import APP
+from apps.clickstreams.features import VOCABULARY
 
 DESCRIPTION = """\
 Next-item recommendation: learns from session click logs or user interaction histories
@@ -54,6 +56,15 @@ def cmd_recommend(args) -> int:
                          f"{len(items)} items")
     print(f"model: {served.model_dir}")
     print(f"history: {' '.join(args.history) or '(empty: the most popular items)'}")
+    vocabulary_file = os.path.join(served.model_dir, "assets", VOCABULARY)
+    if os.path.exists(vocabulary_file):
+        with open(vocabulary_file) as f:
+            known = {line.rstrip("\n") for line in f}
+        unknown = [item for item in args.history if item not in known]
+        if unknown:
+            print(f"note: {len(unknown)} item(s) of the history are not in the model's "
+                  f"vocabulary of {len(known)} items: {' '.join(unknown)} (they count as an "
+                  "unknown item)")
     for rank, (item, score) in enumerate(zip(items[:args.k], scores, strict=False), start=1):
         print(f"{rank:>3}. {item:<24} {score:.4f}")
     return 0

@@ -242,14 +242,20 @@ class _Reader:
     def row(self, fields: Sequence[str], line: int, log: EventLog) -> None:
         """Validates one data row and appends its event to ``log``."""
         need = max(self.positions.values()) + 1
+        lay = self.layout
         if len(fields) < need:
             if len(fields) == 1:
                 sep = self.layout.separator
                 raise self.fail(line, f"found one column; expected at least {need} "
                                 f"separated by {_SEPARATOR_NAMES.get(sep, repr(sep))}"
                                 f"{_guess_separator(fields[0], sep)}")
-            raise self.fail(line, f"expected at least {need} fields, got {len(fields)}")
-        pos, lay = self.positions, self.layout
+            roles = self.roles()
+            missing = [roles[role] for role, at in sorted(self.positions.items(),
+                                                          key=lambda item: item[1])
+                       if at >= len(fields)]
+            raise self.fail(line, f"expected at least {need} fields, got {len(fields)}: no "
+                            f"value for column(s) {missing}")
+        pos = self.positions
         log.sessions.append(self._id(fields[pos["session"]], line, lay.session))
         log.items.append(self._id(fields[pos["item"]], line, lay.item))
         offset = fields[pos["time_offset"]] if "time_offset" in pos else None

@@ -38,6 +38,9 @@ class DataConfig:
     # Bad image files: False = stop with an error naming the file; True = skip each with a
     # warning and count them in the run summary.
     skip_bad_files: bool = False
+    # Both classes must be in the train and eval splits, or ingestion stops; True runs
+    # anyway.
+    allow_missing_classes: bool = False
     # DICOM window (center, width) when a file carries none: None = the full pixel range.
     dicom_default_window: tuple[float, float] | None = None
 
@@ -81,6 +84,8 @@ class EvalConfig:
 
     min_auc: float = 0.95
     min_sensitivity: float = 0.9
+    # The other class's recall: a model calling everything positive is never blessed.
+    min_specificity: float = 0.5
     max_auc_drop: float = 0.01  # largest AUC drop tolerated against the last blessed model
 
 

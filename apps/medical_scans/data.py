@@ -39,7 +39,6 @@ import json
 import os
 import re
 import tempfile
-import warnings
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -156,7 +155,7 @@ def image_example(image_bytes: bytes, *, label: int | None = None, subtype: str 
     import tensorflow as tf  # noqa: PLC0415
 
     def text(value: str):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[examples_io.utf8(value)]))
 
     feature = {IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_bytes]))}
     if label is not None:
@@ -288,12 +287,12 @@ def _subtype(config: DataConfig, name: str) -> str:
 
 def _bad(path: str, message: str, config: DataConfig, skipped: list[tuple[str, str]],
          rel: str, progress: Callable[[str], None] | None) -> None:
-    """Raises DataError(message), or with skip_bad_files records, warns and reports it."""
+    """Raises DataError(message), or with skip_bad_files records it and reports it as one
+    progress line (the summary lists it and the run prints the count)."""
     if not config.skip_bad_files:
         raise DataError(message)
     reason = message[len(path) + 2:] if message.startswith(f"{path}: ") else message
     skipped.append((rel, reason))
-    warnings.warn(f"skipped {message}", stacklevel=3)
     if progress:
         progress(f"skipped {rel}: {reason}")
 
@@ -411,7 +410,7 @@ def _load_npz(path: str, config: DataConfig) -> tuple[dict[str, tuple[np.ndarray
 
 
 def _group_order(seed: int, group: str) -> str:
-    return hashlib.sha256(f"{seed}\0{group}".encode()).hexdigest()
+    return hashlib.sha256(examples_io.utf8(f"{seed}\0{group}")).hexdigest()
 
 
 def _carve(records: Sequence[_Record], pool: Sequence[int], fraction: float, seed: int,
@@ -557,6 +556,14 @@ def _npz_examples(records: Sequence[_Record], order: Sequence[int],
                             subtype=r.subtype, patient=r.patient, source=r.source)
 
 
+def _check_classes(summary: dict, config: DataConfig, where: str,
+                   progress: Callable[[str], None] | None) -> None:
+    """Both classes in the train and eval splits (the validation split may be empty)."""
+    examples_io.check_class_coverage(
+        {s: summary["class_counts"][s] for s in ("train", "eval")}, where,
+        allow_missing=config.allow_missing_classes, progress=progress)
+
+
 def ingest(path: str, config: DataConfig, out_root: str,
            progress: Callable[[str], None] | None = None) -> examples_io.IngestResult:
     """Validates every image, splits by patient, then writes train/, validation/ and eval/
@@ -584,6 +591,7 @@ def ingest(path: str, config: DataConfig, out_root: str,
                                f"{scan.eval_source}/" if scan.eval_source else "carved",
                                skipped, {"ignored_folders": scan.ignored_folders,
                                          "ignored_files": scan.ignored_files})
+            _check_classes(summary, config, path, progress)
             yield {s: _file_examples(records, splits[s], spool) for s in SPLITS}, summary
 
     fingerprint = examples_io.content_fingerprint(
@@ -612,6 +620,7 @@ def _ingest_npz(path: str, config: DataConfig, out_root: str,
                            f"{config.npz_eval_split}_*" if has_eval else "carved", [],
                            {"ignored_splits": unused,
                             "image_shape": list(arrays["train"][0].shape[1:])})
+        _check_classes(summary, config, file, progress)
         return examples_io.produced(
             {s: _npz_examples(records, splits[s], arrays) for s in SPLITS}, summary)
 

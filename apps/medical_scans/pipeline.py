@@ -14,7 +14,8 @@ PREDICTION_KEY = "decision_score"
 
 def eval_config(config: MedicalConfig):
     """AUC, accuracy, sensitivity, specificity and precision at the model's threshold,
-    overall and by file-name subtype. The blessing needs AUC and sensitivity floors and no
+    overall and by file-name subtype. The blessing needs AUC, sensitivity and specificity
+    floors and no
     AUC regression beyond ``eval.max_auc_drop`` against the last blessed model, on the whole
     eval split (a subtype slice may hold one class only, where AUC is undefined)."""
     import tensorflow_model_analysis as tfma  # noqa: PLC0415
@@ -26,7 +27,7 @@ def eval_config(config: MedicalConfig):
             tfma.MetricConfig(class_name="ExampleCount"),
             gated_metric("AUC", bound=e.min_auc, max_change=e.max_auc_drop, overall_only=True),
             gated_metric("Recall", bound=e.min_sensitivity, overall_only=True),  # sensitivity
-            tfma.MetricConfig(class_name="Specificity"),
+            gated_metric("Specificity", bound=e.min_specificity, overall_only=True),
             tfma.MetricConfig(class_name="Precision"),
             tfma.MetricConfig(class_name="BinaryAccuracy"),
             tfma.MetricConfig(class_name="ConfusionMatrixPlot"),

@@ -6,6 +6,7 @@ once; TensorFlow and TFX load when a command needs them.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from apps.base import cli
@@ -47,6 +48,10 @@ def cmd_predict(args) -> int:
     or through a model server (--server HOST:PORT) without loading the model here. Each
     recording is cut into consecutive windows; the majority class is printed."""
     cli.check_model_or_server(args)
+    missing = [path for path in args.files if not os.path.isfile(path)]
+    if missing:  # before a model loads (seconds) or a server is asked
+        raise FileNotFoundError(f"{missing[0]}: no such file; expected a MATLAB .mat file or "
+                                "a CSV recording")
     from suite.quiet import quiet
 
     quiet()

@@ -180,6 +180,18 @@ def _finite_float32(path: str, signal: np.ndarray, channels: Sequence[str]) -> n
     return signal
 
 
+def _mat4_header(head: bytes) -> int | None:
+    """The MOPT type code of a MATLAB 4 file's first matrix header, or None when the bytes
+    cannot start one (type codes are below 5000 and their digits bounded)."""
+    if len(head) < 20:
+        return None
+    for order in ("<", ">"):
+        mopt = int.from_bytes(head[:4], "little" if order == "<" else "big")
+        if mopt < 5000 and mopt % 10 <= 2 and (mopt // 10) % 10 <= 5:
+            return mopt
+    return None
+
+
 def read_mat_signal(path: str, channels: Sequence[str],
                     file_number: str | None = None) -> np.ndarray:
     """Reads a CWRU-style .mat file; returns float32 [n_samples, len(channels)].
@@ -193,9 +205,21 @@ def read_mat_signal(path: str, channels: Sequence[str],
     if not channels:
         raise DataError(f"{path}: expected at least one channel, got none")
     try:
+        with open(path, "rb") as f:
+            head = f.read(128)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the file ({e}); expected a MATLAB .mat file") \
+            from e
+    # MATLAB 5 / 7 files open with a text header; version 4 files have none, and scipy
+    # recognises them by their first bytes.
+    if head[:6] != b"MATLAB" and _mat4_header(head) is None:
+        raise DataError(f"{path}: not a MATLAB file (expected a MATLAB 5 .mat file, as the "
+                        f"CWRU data uses; the file starts with {head[:16]!r})")
+    try:
         mat = scipy.io.loadmat(path)
     except Exception as e:  # scipy raises many types (MatReadError, ValueError, OSError...)
-        raise DataError(f"{path}: cannot read MATLAB file: {e}") from e
+        raise DataError(f"{path}: truncated or damaged MATLAB file ({type(e).__name__}: {e}); "
+                        "expected a complete .mat file") from e
     keys = sorted(k for k in mat if not k.startswith("__"))
 
     try:
@@ -391,7 +415,7 @@ def _serialize(rec: Recording, start: int, window: int) -> bytes:
         "load": tf.train.Feature(int64_list=tf.train.Int64List(value=[rec.load])),
         "rpm": tf.train.Feature(int64_list=tf.train.Int64List(value=[rec.rpm])),
         "source_file": tf.train.Feature(bytes_list=tf.train.BytesList(
-            value=[source.encode()])),
+            value=[examples_io.utf8(source)])),
         "window_start": tf.train.Feature(int64_list=tf.train.Int64List(value=[start])),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
@@ -436,10 +460,9 @@ def ingest(data_dir: str, config: DataConfig, out_root: str,
         for split in SPLITS:
             per_class = Counter(recordings[i].label for i, _ in plan[split])
             class_counts[split] = {c: per_class.get(c, 0) for c in config.classes}
-            # Not an error (e.g. CWRU has Normal at load 0 only), but worth knowing.
-            absent = [c for c, k in class_counts[split].items() if k == 0]
-            if absent and progress:
-                progress(f"warning: no {split} windows for classes {absent}")
+        examples_io.check_class_coverage(
+            class_counts, _manifest_path(data_dir, config),
+            allow_missing=config.allow_missing_classes, progress=progress)
         summary = {"format_version": _FORMAT_VERSION, "class_counts": class_counts,
                    "recordings": len(recordings), "config": dataclasses.asdict(config)}
         splits = {split: (_serialize(recordings[i], start, config.window)

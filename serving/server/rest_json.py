@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -206,6 +207,10 @@ def parse_json_object(body: bytes) -> dict:
         document = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise invalid(f"JSON Parse error: {e}") from None
+    except RecursionError:
+        # The parser recurses per level; a body nested thousands deep would exhaust it.
+        raise invalid("JSON Parse error: nested deeper than the parser's limit of about "
+                      f"{sys.getrecursionlimit()} levels") from None
     if not isinstance(document, dict):
         raise invalid(f"JSON Value: {_json_text(document)} Is not object")
     return document

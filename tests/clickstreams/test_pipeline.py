@@ -63,7 +63,10 @@ def test_recommend_on_the_pushed_model(run, capsys):
     capsys.readouterr()
     assert cli.main(["recommend", "--model", base, "--history", "sku-3", "sku-unknown",
                      "-k", "5"]) == 0
-    ranked = [line.split()[1] for line in capsys.readouterr().out.splitlines()[2:]]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("note: 1 item(s) of the history are not in the model's "
+                               "vocabulary") and lines[2].count("sku-unknown") == 1
+    ranked = [line.split()[1] for line in lines[3:]]
     assert len(ranked) == 5 and all(item.startswith("sku-") for item in ranked)
 
 

@@ -7,6 +7,7 @@ import io
 import math
 import os
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -334,6 +335,18 @@ def test_each_bad_input_raises_naming_the_file(tmp_path, case):
     assert not out.exists() or not os.listdir(out)
 
 
+def test_a_class_missing_from_a_split_stops_ingestion_unless_allowed(tmp_path):
+    root = _base(tmp_path)  # three images a class: none can be held out for eval
+    with pytest.raises(ValueError, match=r"no eval examples of class\(es\) \['PNEUMONIA'\]"):
+        data.ingest(root, DataConfig(), str(tmp_path / "out"))
+    assert not os.path.exists(tmp_path / "out") or os.listdir(tmp_path / "out") == []
+    lines: list[str] = []
+    result = data.ingest(root, DataConfig(allow_missing_classes=True), str(tmp_path / "out"),
+                         progress=lines.append)
+    assert result.summary["class_counts"]["eval"]["PNEUMONIA"] == 0
+    assert any("allowed by data.allow_missing_classes" in line for line in lines)
+
+
 def test_a_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):
     root = _base(tmp_path)
     calls = []
@@ -347,7 +360,8 @@ def test_a_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(data, "image_example", failing)
     with pytest.raises(OSError, match="disk full"):
-        data.ingest(root, DataConfig(), str(tmp_path / "out"))
+        # Three images a class: too few to hold one out for eval, which this test allows.
+        data.ingest(root, DataConfig(allow_missing_classes=True), str(tmp_path / "out"))
     assert os.listdir(tmp_path / "out") == []
 
 
@@ -355,9 +369,13 @@ def test_skip_bad_files_skips_and_records_them(tmp_path):
     root, bad = _corrupt_jpeg(tmp_path)
     (tmp_path / "data" / "NORMAL" / ".hidden.png").write_text("ignored")
     lines: list[str] = []
-    with pytest.warns(UserWarning, match="bad.jpeg"):
-        result = data.ingest(root, DataConfig(skip_bad_files=True), str(tmp_path / "out"),
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = data.ingest(root, DataConfig(skip_bad_files=True, allow_missing_classes=True),
+                             str(tmp_path / "out"),
                              progress=lines.append)
+    # One progress line per skipped file, no raw Python warning beside it.
+    assert [str(w.message) for w in caught if "bad.jpeg" in str(w.message)] == []
     assert [f for f, _ in result.skipped] == [bad]
     assert "cannot decode" in result.skipped[0][1]
     assert result.summary["skipped"] == [list(s) for s in result.skipped]

@@ -74,7 +74,7 @@ def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match=r"config\.train: unknown field\(s\) \['epoch'\]"):
         from_dict(VibrationConfig, {"train": {"epoch": 3}})
     with pytest.raises(ValueError, match="unknown config field 'data.windw'; expected one of "
-                                         r"data\.\[channels, classes"):
+                                         r"data\.\[allow_missing_classes, channels, classes"):
         replace_path(tiny, "data.windw", 3)
     with pytest.raises(ValueError, match=r"expected one of data, eval, model, model_name, "
                                          "train"):
