@@ -53,34 +53,40 @@ def classification_eval_config(
     min_accuracy: float,
     max_accuracy_drop: float,
     min_class_recall: float = 0.0,
-    ungated_classes: Sequence[int] = (),
     slice_features: Sequence[str] = (),
     prediction_key: str = "probabilities",
 ):
-    """Accuracy (gated: a floor, and no regression beyond ``max_accuracy_drop`` against the
-    last blessed model), per-class recall (gated on the whole eval split: at least
-    ``min_class_recall`` for every class but ``ungated_classes``, those without eval
-    examples), the confusion matrix and the example count, over the whole eval split and
-    sliced by each of ``slice_features``."""
+    """Accuracy over the whole eval split and each of ``slice_features``' slices (gated: a
+    floor, and no regression beyond ``max_accuracy_drop`` against the last blessed model),
+    and per class: accuracy on the slice of the examples of a class is that class's top-1
+    recall, gated by ``min_class_recall`` (so an overall figure cannot hide a collapsed
+    class; a class without eval examples has no slice). Also the per-class recall as TFMA
+    reports it, the confusion matrix and the example count."""
     import tensorflow_model_analysis as tfma
 
-    accuracy = gated_metric("SparseCategoricalAccuracy", bound=min_accuracy,
-                            max_change=max_accuracy_drop)
+    slices = [tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[f]) for f in slice_features]
+    by_class = [tfma.SlicingSpec(feature_keys=[label_key])]
+    accuracy = tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=[
+        tfma.PerSliceMetricThreshold(slicing_specs=slices, threshold=tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}),
+            change_threshold=tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                absolute={"value": -max_accuracy_drop}))),
+        tfma.PerSliceMetricThreshold(slicing_specs=by_class, threshold=tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(
+                lower_bound={"value": min_class_recall})))])
     overall = tfma.MetricsSpec(metrics=[
         tfma.MetricConfig(class_name="ExampleCount"),
         accuracy,
         tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
     ])
     # One-vs-rest per class with the top-1 prediction: the recall of each class.
-    gated = [c for c in range(n_classes) if c not in set(ungated_classes)]
-    per_class = [tfma.MetricsSpec(
-        metrics=[gated_metric("Recall", bound=min_class_recall if gate else None,
-                              overall_only=True, config={"top_k": 1})],
-        binarize=tfma.BinarizationOptions(class_ids={"values": ids}))
-        for gate, ids in ((True, gated), (False, list(ungated_classes))) if ids]
+    per_class = tfma.MetricsSpec(
+        metrics=[tfma.MetricConfig(class_name="Recall", config=json.dumps({"top_k": 1}))],
+        binarize=tfma.BinarizationOptions(class_ids={"values": list(range(n_classes))}),
+    )
     return tfma.EvalConfig(
         model_specs=[model_spec(label_key, prediction_key)],
-        metrics_specs=[overall, *per_class],
-        slicing_specs=[tfma.SlicingSpec()]
-        + [tfma.SlicingSpec(feature_keys=[f]) for f in slice_features],
+        metrics_specs=[overall, per_class],
+        slicing_specs=slices + by_class,
     )

@@ -38,8 +38,8 @@ class DataConfig:
     holdout_load: int | None = None  # when set, this load is the whole eval split
     max_windows_per_file: int | None = None
     # Every class must have train and eval windows, or ingestion stops; True runs anyway
-    # (e.g. CWRU with a held-out load: its Normal recordings are at load 0 only). The
-    # per-class recall gates then skip the classes without eval windows.
+    # (e.g. CWRU with a held-out load: its Normal recordings are at load 0 only); classes
+    # without eval windows are then not gated.
     allow_missing_classes: bool = False
 
 
@@ -79,10 +79,9 @@ class EvalConfig:
     min_accuracy: float = 0.9
     # Largest accuracy drop tolerated against the last blessed model.
     max_accuracy_drop: float = 0.01
-    # Recall floor of every class (so an overall figure cannot hide a collapsed class).
+    # Recall floor of every class with eval windows (so an overall figure cannot hide a
+    # collapsed class).
     min_class_recall: float = 0.5
-    # Filled from the ingestion: classes without eval windows (their recall is undefined).
-    absent_eval_classes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

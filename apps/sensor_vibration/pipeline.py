@@ -15,8 +15,6 @@ def eval_config(config: VibrationConfig):
         min_accuracy=config.eval.min_accuracy,
         max_accuracy_drop=config.eval.max_accuracy_drop,
         min_class_recall=config.eval.min_class_recall,
-        ungated_classes=[config.data.classes.index(c) for c in config.eval.absent_eval_classes
-                         if c in config.data.classes],
         slice_features=(LOAD,),
     )
 
