@@ -162,11 +162,19 @@ def cmd_run(app: App, args: argparse.Namespace) -> int:
     from suite.quiet import quiet
 
     quiet()
-    from suite.config import to_dict
-
     config = config_from_args(app, args)
     workspace = os.path.abspath(args.workspace)
     app_ws = os.path.join(workspace, app.name)
+    from suite.locks import exclusive
+
+    with exclusive(app_ws, say):
+        return _run(app, args, config, workspace, app_ws)
+
+
+def _run(app: App, args: argparse.Namespace, config: Any, workspace: str, app_ws: str) -> int:
+    """``cmd_run`` once the app's workspace folder is this run's alone."""
+    from suite.config import to_dict
+
     path = args.data
     if path is None:
         path = app.demo_data(os.path.join(app_ws, "generated"), config, say)
