@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -381,16 +383,55 @@ def build_parser(app: App, description: str, examples: str,
     return parser
 
 
+EXIT_BAD_INPUT = 2
+EXIT_CANNOT_WRITE = 4
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Runs ``args.func``; bad input (ValueError, FileNotFoundError) becomes exit status 2
-    with the message, which names the file or field (SUITE_DEBUG=1 shows the traceback)."""
+    with the message, which names the file or field; a file system that refuses a write
+    (full disk, file too large, no permission, read-only) exit status 4, naming the file.
+    Writes are atomic (staged, then renamed), so what was there before stays intact.
+    SUITE_DEBUG=1 shows the traceback."""
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as e:
         if os.environ.get("SUITE_DEBUG"):
             raise
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except Exception as e:  # a refused write surfaces as OSError or as TensorFlow's error
+        refused = _refused_write(e)
+        if refused is None or os.environ.get("SUITE_DEBUG"):
+            raise
+        print(f"error: cannot write: {refused}; free space, or choose a writable --workspace "
+              "(what was written before is unchanged)", file=sys.stderr)
+        return EXIT_CANNOT_WRITE
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+                 errno.EDQUOT}
+_WRITE_MESSAGES = ("No space left on device", "File too large", "Read-only file system",
+                   "Permission denied", "Disk quota exceeded")
+
+
+def _refused_write(error: BaseException) -> str | None:
+    """What the file system refused (the file and why), when ``error`` or one it came from
+    is a refused write; None otherwise."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _WRITE_ERRNOS:
+            return f"{error.filename or 'a file'}: {error.strerror}"
+        if isinstance(error, shutil.Error) and error.args and error.args[0]:
+            _, target, why = error.args[0][0]  # copytree's (source, target, reason) list
+            if any(m in str(why) for m in _WRITE_MESSAGES):
+                return f"{target}: {why}"
+        text = str(error)
+        if any(m in text for m in _WRITE_MESSAGES) and type(error).__name__.endswith("Error"):
+            return text.strip().splitlines()[0][:500]
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def main(app: App, argv: list[str] | None, description: str, examples: str,
