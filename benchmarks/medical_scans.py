@@ -40,6 +40,7 @@ from apps.base.cli import apply_overrides  # noqa: E402
 from apps.medical_scans.config import MedicalConfig  # noqa: E402
 from apps.medical_scans.features import IMAGE_XF, LABEL, SPLITS  # noqa: E402
 from suite import examples_io  # noqa: E402
+from suite.metrics import roc_auc  # noqa: E402
 from suite.progress import say  # noqa: E402
 from suite.config import to_dict  # noqa: E402
 
@@ -103,7 +104,7 @@ def tflite_figures(model, x_train: np.ndarray, x_eval: np.ndarray, y_eval: np.nd
         r = report["variants"][variant]
         out[variant] = {"size_kib": r["size_bytes"] / 1024,
                         "latency_ms_p50": r["latency_ms_p50"],
-                        "auc": evaluation.roc_auc(y_eval, scores),
+                        "auc": roc_auc(y_eval, scores),
                         "agreement": r["agreement"]}
     return out
 

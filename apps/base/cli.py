@@ -24,7 +24,9 @@ from typing import Any
 from apps.base.app import App
 from suite.progress import say
 
+EXIT_BAD_INPUT = 2
 EXIT_NOT_BLESSED = 3
+EXIT_CANNOT_WRITE = 4
 
 
 class ArgumentError(ValueError):
@@ -334,6 +336,31 @@ def check_model_or_server(args: argparse.Namespace) -> None:
                             "here) or --server HOST:PORT (ask a model server)")
 
 
+def read_each(files: list[str], read: Callable[[str], Any]) -> tuple[list[str], list[Any],
+                                                                      list[tuple[str, str]]]:
+    """``read`` on every file of a batch command: (the files read, what each gave, (file,
+    reason) of those that raised ValueError), so one bad file does not stop the others."""
+    good, items, bad = [], [], []
+    for path in files:
+        try:
+            items.append(read(path))
+            good.append(path)
+        except ValueError as e:
+            bad.append((path, str(e)))
+    return good, items, bad
+
+
+def report_unreadable(bad: list[tuple[str, str]]) -> int:
+    """Lists the files a batch command could not read, each with its reason; the exit
+    status: 0, or 2 when any could not be read."""
+    for _, reason in bad:
+        print(f"error: {reason}", file=sys.stderr)
+    if bad:
+        print(f"error: {len(bad)} file(s) could not be read (listed above); the others were "
+              "answered", file=sys.stderr)
+    return EXIT_BAD_INPUT if bad else 0
+
+
 @contextlib.contextmanager
 def server_errors(args: argparse.Namespace):
     """Turns a failed call to the model server into the error convention's message."""
@@ -381,10 +408,6 @@ def build_parser(app: App, description: str, examples: str,
     add_config_arguments(comp, app)
     comp.set_defaults(func=lambda args: cmd_compile(app, args))
     return parser
-
-
-EXIT_BAD_INPUT = 2
-EXIT_CANNOT_WRITE = 4
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -46,23 +46,7 @@ def _load_images(files):
     from apps.medical_scans import data
     from apps.medical_scans.config import DataConfig
 
-    good, images, bad = [], [], []
-    for path in files:
-        try:
-            images.append(data.load_image_bytes(path, DataConfig()))
-            good.append(path)
-        except data.DataError as e:
-            bad.append((path, str(e)))
-    return good, images, bad
-
-
-def _report_bad(bad) -> int:
-    for _, reason in bad:
-        print(f"error: {reason}", file=sys.stderr)
-    if bad:
-        print(f"error: {len(bad)} file(s) could not be read (listed above); the others were "
-              "answered", file=sys.stderr)
-    return 2 if bad else 0
+    return cli.read_each(files, lambda path: data.load_image_bytes(path, DataConfig()))
 
 
 def cmd_predict(args) -> int:
@@ -96,7 +80,7 @@ def cmd_predict(args) -> int:
         print(f"{path}: {label}  (probability of {label}: "
               f"{p[1] if p[1] >= t else p[0]:.3f}; positive probability {p[1]:.3f}, "
               f"threshold {t:.3f})")
-    return _report_bad(bad)
+    return cli.report_unreadable(bad)
 
 
 def cmd_explain(args) -> int:
@@ -114,7 +98,7 @@ def cmd_explain(args) -> int:
         for path, result in zip(files, served.explain(images, files, args.out), strict=True):
             print(f"{path}: {result['label']} (positive probability "
                   f"{result['probability']:.3f}) -> {result['heatmap']}")
-    return _report_bad(bad)
+    return cli.report_unreadable(bad)
 
 
 def commands(sub) -> None:

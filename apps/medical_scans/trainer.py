@@ -27,6 +27,7 @@ from apps.medical_scans.model import augmentation, build_model
 from pipelines.trainer import Trained, TrainerInputs
 from serving.export import ExportSpec
 from suite.distribute import strategy as pick_strategy
+from suite.metrics import roc_auc
 from suite.progress import say
 
 _EPS = 1e-7
@@ -87,7 +88,7 @@ class _BestValidationAUC(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         auc = float("nan")
         if self.validation is not None:
-            auc = evaluation.roc_auc(self.labels, positive_scores(self.model, self.validation))
+            auc = roc_auc(self.labels, positive_scores(self.model, self.validation))
         elapsed = time.perf_counter() - self.start
         self.history.append({"epoch": epoch + 1, "loss": float((logs or {}).get("loss", 0.0)),
                              "validation_auc": auc, "seconds": elapsed})

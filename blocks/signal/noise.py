@@ -2,7 +2,7 @@
 
 ``add_noise_at_snr`` adds white noise at a random SNR to a random share of the examples (the
 vibration trainer's augmentation); ``mix_at_snr`` mixes a recorded background-noise clip into
-a signal at a given SNR (speech keyword spotting). Powers are per example: the mean square
+a signal at a given SNR (audio keyword spotting). Powers are per example: the mean square
 over every axis but the batch axis.
 """
 

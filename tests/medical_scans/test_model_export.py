@@ -21,6 +21,7 @@ from apps.medical_scans.features import IMAGE, IMAGE_XF, LABEL
 from apps.medical_scans.model import FEATURES, build_model
 from blocks.vision.decode import decode_images
 from suite.config import replace_path, to_dict
+from suite.metrics import roc_auc
 from tests import harness
 
 TINY = MedicalConfig.preset("tiny")
@@ -95,8 +96,8 @@ def test_auc_threshold_and_report_against_hand_computed_values():
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 2, 200)
     scores = np.round(rng.normal(labels, 1.0), 1)  # with ties
-    assert evaluation.roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))
-    assert np.isnan(evaluation.roc_auc(np.ones(5), np.arange(5)))
+    assert roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))
+    assert np.isnan(roc_auc(np.ones(5), np.arange(5)))
     # Separable scores: the threshold falls between the classes.
     t = evaluation.choose_threshold([0, 0, 1, 1], [0.1, 0.3, 0.6, 0.9])
     assert t == pytest.approx(0.45)
