@@ -9,6 +9,8 @@ APPS: tuple[str, ...] = (
     "sensor_vibration",
     "medical_scans",
     "clickstreams",
+    "speech",
+    "defect_images",
 )
 
 

@@ -25,6 +25,8 @@ HELP_WORDS = {
     "sensor_vibration": (["run", "--help"], ["--holdout-load", "--channels"]),
     "medical_scans": (["--help"], ["explain", "dicom"]),
     "clickstreams": (["run", "--help"], ["--columns", "session-tsv"]),
+    "speech": (["run", "--help"], ["--eval-indices", "--holdout-speaker", "speech-commands"]),
+    "defect_images": (["run", "--help"], ["--mode", "prefix", "anomaly"]),
 }
 
 

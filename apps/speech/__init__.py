@@ -1,0 +1,1 @@
+"""Speech: keyword spotting and spoken digit strings from WAV files to TF Serving and TFLite."""
