@@ -28,7 +28,6 @@ is carved from images 1-200.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -36,6 +35,8 @@ import time
 
 import suite  # noqa: F401  (Keras policy before TensorFlow)
 from suite.quiet import quiet
+
+import common  # noqa: E402  (benchmarks/common.py)
 
 quiet()  # before TensorFlow loads, so the stack's known noise stays out of the report
 
@@ -124,34 +125,40 @@ def _batches(x: np.ndarray, y: np.ndarray, batch: int):
 
 def baseline_features(x: np.ndarray) -> np.ndarray:
     """32 x 32 pixels, a 16-bin gradient-magnitude histogram and a 16-bin intensity
-    histogram of each (standardised) image."""
+    histogram of each image (intensities in [0, 1])."""
     import tensorflow as tf  # noqa: PLC0415
 
-    z = (x - x.mean(axis=(1, 2, 3), keepdims=True)) / (x.std(axis=(1, 2, 3), keepdims=True)
-                                                        + 1e-6)
-    small = tf.image.resize(z, [32, 32], antialias=True).numpy().reshape(len(x), -1)
-    gy, gx = np.gradient(z[..., 0], axis=(1, 2))
+    small = tf.image.resize(x, [32, 32], antialias=True).numpy().reshape(len(x), -1)
+    gy, gx = np.gradient(x[..., 0], axis=(1, 2))
     magnitude = np.hypot(gx, gy)
-    grad = np.stack([np.histogram(m, bins=16, range=(0, 3))[0] for m in magnitude]) \
+    grad = np.stack([np.histogram(m, bins=16, range=(0, 0.25))[0] for m in magnitude]) \
         / magnitude[0].size
-    intensity = np.stack([np.histogram(i, bins=16, range=(-3, 3))[0] for i in z[..., 0]]) \
-        / z[0].size
+    intensity = np.stack([np.histogram(i, bins=16, range=(0, 1))[0] for i in x[..., 0]]) \
+        / x[0].size
     return np.concatenate([small, grad, intensity], axis=1)
 
 
-def classify_baseline(train, evaluation_set, classes) -> dict:
-    """Logistic regression on baseline_features: fitted on train, scored on eval."""
+def classify_baseline(train, validation, evaluation_set, classes) -> dict:
+    """Logistic regression on baseline_features: its regularisation chosen on the
+    validation split, fitted on train, scored on eval."""
     from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
     from sklearn.pipeline import make_pipeline  # noqa: PLC0415
     from sklearn.preprocessing import StandardScaler  # noqa: PLC0415
 
     start = time.perf_counter()
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000))
-    model.fit(baseline_features(train[0]), train[1])
+    features = {"train": baseline_features(train[0]),
+                "validation": baseline_features(validation[0])}
+    best = None
+    for c in (0.01, 0.1, 1.0, 10.0):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
+        model.fit(features["train"], train[1])
+        accuracy = float(np.mean(model.predict(features["validation"]) == validation[1]))
+        if best is None or accuracy > best[0]:
+            best = (accuracy, c, model)
     fit_s = time.perf_counter() - start
-    predicted = model.predict(baseline_features(evaluation_set[0]))
+    predicted = best[2].predict(baseline_features(evaluation_set[0]))
     return {**evaluation.classification_report(evaluation_set[1], predicted, classes),
-            "fit_s": fit_s}
+            "fit_s": fit_s, "C": best[1], "validation_accuracy": best[0]}
 
 
 def tflite_figures(model, x_train: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray,
@@ -191,7 +198,7 @@ def run_classify(path: str, config: DefectConfig, workspace: str) -> dict:
     infer_s = time.perf_counter() - start
     deep = evaluation.classification_report(y_eval, predicted, classes)
     say(f"(a) CNN accuracy {deep['accuracy']:.4f}")
-    base = classify_baseline(arrays["train"], arrays["eval"], classes)
+    base = classify_baseline(arrays["train"], arrays["validation"], arrays["eval"], classes)
     say(f"(a) baseline accuracy {base['accuracy']:.4f}")
     edge = tflite_figures(result.model, arrays["train"][0], x_eval, y_eval,
                           os.path.join(work, "tflite"))
@@ -284,7 +291,8 @@ def print_classify(r: dict) -> None:
           f"inference {r['inference_images_per_s']:.0f} images/s")
     print(f"  {'':<22}{'accuracy':>10}")
     print(f"  {'CNN (' + r['config']['model']['kind'] + ')':<22}{r['deep']['accuracy']:>10.4f}")
-    print(f"  {'baseline (LR)':<22}{r['baseline']['accuracy']:>10.4f}")
+    print(f"  {'baseline (LR, C=' + str(r['baseline']['C']) + ')':<22}"
+          f"{r['baseline']['accuracy']:>10.4f}")
     print(f"  {'class':<18}{'recall':>8}{'precision':>11}{'base recall':>13}")
     for c in classes:
         print(f"  {c:<18}{_pct(r['deep']['recall'][c]):>8}{_pct(r['deep']['precision'][c]):>11}"
@@ -351,10 +359,7 @@ def parse_args(argv):
                         help="(b): these good classes only (default: all six)")
     parser.add_argument("--compare-autoencoder", action="store_true",
                         help="(b): also the convolutional autoencoder method")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
-                        help="override a config field of the runs")
-    parser.add_argument("--workspace", default=DEFAULT_WORKSPACE, metavar="DIR")
-    parser.add_argument("--out", metavar="FILE", help="also write every figure as JSON")
+    common.add_output_arguments(parser, DEFAULT_WORKSPACE, overrides="the runs")
     return parser.parse_args(argv)
 
 
@@ -385,11 +390,7 @@ def main(argv=None) -> int:
         print_classify(results["classify"])
     if "anomaly" in results:
         print_anomaly(results["anomaly"])
-    print(f"\ntotal wall time {(time.perf_counter() - start) / 60:.1f} min")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=2, default=float)
-        print(f"figures written to {args.out}")
+    common.finish(results, time.perf_counter() - start, args.out)
     return 0 if met else 1
 
 

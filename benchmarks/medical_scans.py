@@ -22,7 +22,6 @@ single-image latency and AUC (the AUC drop of int8).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -30,6 +29,8 @@ import time
 
 import suite  # noqa: F401  (Keras policy before TensorFlow)
 from suite.quiet import quiet
+
+import common  # noqa: E402  (benchmarks/common.py)
 
 quiet()  # before TensorFlow loads, so the stack's known noise stays out of the report
 
@@ -200,10 +201,7 @@ def parse_args(argv):
                         help="training time budget for (a) (default: 30)")
     parser.add_argument("--minutes-b", type=float, default=10.0,
                         help="training time budget for (b) (default: 10)")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
-                        help="override a config field of both runs")
-    parser.add_argument("--workspace", default=DEFAULT_WORKSPACE, metavar="DIR")
-    parser.add_argument("--out", metavar="FILE", help="also write every figure as JSON")
+    common.add_output_arguments(parser, DEFAULT_WORKSPACE, overrides="both runs")
     return parser.parse_args(argv)
 
 
@@ -228,11 +226,7 @@ def main(argv=None) -> int:
             continue
         results[key] = run_dataset(key, path, config, workspace)
     print_report(results)
-    print(f"\ntotal wall time {(time.perf_counter() - start) / 60:.1f} min")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=2)
-        print(f"figures written to {args.out}")
+    common.finish(results, time.perf_counter() - start, args.out)
     met = all(results[k]["deep"][m] >= t for k in results for m, t in TARGETS[k].items())
     return 0 if met else 1
 

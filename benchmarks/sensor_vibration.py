@@ -33,6 +33,8 @@ import time
 import suite  # noqa: F401  (Keras policy before TensorFlow)
 from suite.quiet import quiet
 
+import common  # noqa: E402  (benchmarks/common.py)
+
 quiet()  # before TensorFlow loads, so the stack's known noise stays out of the report
 
 import numpy as np  # noqa: E402
@@ -355,9 +357,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, help="training epochs (overrides the preset)")
     parser.add_argument("--skip-pipeline", action="store_true",
                         help="skip the TFX pipeline run (no component times, no TFLite table)")
-    parser.add_argument("--workspace", default=DEFAULT_WORKSPACE, metavar="DIR",
-                        help=f"where examples and models go (default: {DEFAULT_WORKSPACE})")
-    parser.add_argument("--out", metavar="FILE", help="also write every figure as JSON")
+    common.add_output_arguments(parser, DEFAULT_WORKSPACE)
     return parser.parse_args(argv)
 
 
@@ -407,11 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     results["wall_s"] = time.perf_counter() - start
 
     print_report(results)
-    print(f"\ntotal wall time {results['wall_s'] / 60:.1f} min")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=2)
-        print(f"figures written to {args.out}")
+    common.finish(results, results["wall_s"], args.out)
     return 0 if all(s["deep"] >= TARGETS[k] for k, s in scenarios.items()) else 1
 
 

@@ -39,6 +39,8 @@ import time
 import suite  # noqa: F401  (Keras policy before TensorFlow)
 from suite.quiet import quiet
 
+import common  # noqa: E402  (benchmarks/common.py)
+
 quiet()  # before TensorFlow loads, so the stack's known noise stays out of the report
 
 import numpy as np  # noqa: E402
@@ -205,7 +207,7 @@ def run_keywords(name: str, fsdd: str, config: SpeechConfig, workspace: str, *,
         f"trained in {train_s / 60:.1f} min (best epoch {result.best_epoch})")
     if edge:
         out["edge"] = edge_report(result.model, config, tft_output, folder,
-                                  os.path.join(workspace, name))
+                                  os.path.join(workspace, "model"))
     return out
 
 
@@ -435,10 +437,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="Speech Commands sample for the smoke run (d)")
     parser.add_argument("--speech-commands-epochs", type=int, default=10)
     parser.add_argument("--epochs", type=int, help="training epochs (overrides the preset)")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
-                        help="override a config field of every scenario")
-    parser.add_argument("--workspace", default=DEFAULT_WORKSPACE, metavar="DIR")
-    parser.add_argument("--out", metavar="FILE", help="also write every figure as JSON")
+    common.add_output_arguments(parser, DEFAULT_WORKSPACE, overrides="every scenario")
     return parser.parse_args(argv)
 
 
@@ -481,11 +480,7 @@ def main(argv: list[str] | None = None) -> int:
                                            args.speech_commands_epochs)
     results["wall_s"] = time.perf_counter() - start
     print_report(results)
-    print(f"\ntotal wall time {results['wall_s'] / 60:.1f} min")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=2, default=str)
-        print(f"figures written to {args.out}")
+    common.finish(results, results["wall_s"], args.out)
     met = True
     if "a" in results:
         met &= results["a"]["accuracy"] >= TARGETS["accuracy"]

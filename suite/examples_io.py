@@ -241,3 +241,19 @@ def transformed_dataset(files: Sequence[str], tf_transform_output, batch_size: i
 
     return (raw_dataset(files).batch(256).map(transform, num_parallel_calls=tf.data.AUTOTUNE)
             .unbatch().cache().batch(batch_size))
+
+
+def skip_or_raise(error: Exception, path: str, rel: str, skip: bool,
+                  skipped: list[tuple[str, str]], progress: Callable[[str], None] | None
+                  ) -> None:
+    """A bad input file: raises ``error`` (its message starts with ``path``), or with
+    ``skip`` (an app's ``skip_bad_files``) records (``rel``, reason) in ``skipped`` and
+    reports it as one progress line; the ingestion summary lists it and the run prints the
+    count."""
+    if not skip:
+        raise error
+    message = str(error)
+    reason = message[len(path) + 2:] if message.startswith(f"{path}: ") else message
+    skipped.append((rel, reason))
+    if progress:
+        progress(f"skipped {rel}: {reason}")

@@ -217,3 +217,16 @@ def check_pipeline_run(app, config, code: int, summary, workspace: Path) -> None
         _FLOAT32_AGREEMENT[bool(app.spec(config).tflite.top_k)]
     effective = json.loads((workspace / app.name / "config.json").read_text())
     assert effective["app"] == app.name
+
+
+def encode_image(array: np.ndarray, fmt: str, mode: str | None = None, **options) -> bytes:
+    """``array`` encoded as a ``fmt`` (PNG, JPEG, BMP) file's bytes, converted to ``mode``
+    first when given; ``options`` go to PIL's save (e.g. quality)."""
+    import io  # noqa: PLC0415
+
+    from PIL import Image  # noqa: PLC0415
+
+    image = Image.fromarray(array) if mode is None else Image.fromarray(array).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()

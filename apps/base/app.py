@@ -116,3 +116,26 @@ class App:
         """Extra lines about a pushed model (e.g. its decision threshold)."""
         del pushed_dir
         return []
+
+
+def classifier_metric_lines(metrics: dict[str, dict[str, float]], classes, unit: str, *,
+                            width: int = 18, skip: str | None = None,
+                            order: Callable[[str], Any] | None = None) -> list[str]:
+    """Run-summary lines of a classifier: each slice's accuracy and example count (``unit``:
+    windows, clips...), and after the overall line each class's recall. Slices whose name
+    starts with ``skip`` are left out; ``order`` sorts the slice names."""
+    lines = []
+    for name in sorted(metrics, key=order):
+        if skip and name.startswith(skip):
+            continue
+        values = metrics[name]
+        acc = values.get("sparse_categorical_accuracy")
+        count = values.get("example_count")
+        line = f"  {name:<{width}} accuracy {acc:.4f}" if acc is not None else f"  {name:<{width}}"
+        lines.append(f"{line}  {unit} {int(count) if count else '?'}")
+        if name == "overall":
+            recalls = [f"{classes[i]} {values[f'recall/class_{i}']:.3f}"
+                       for i in range(len(classes)) if f"recall/class_{i}" in values]
+            if recalls:
+                lines.append("  recall per class: " + ", ".join(recalls))
+    return lines

@@ -197,9 +197,9 @@ class DefectConfig(AppConfig):
         # The CNN pools between its stages; the ResNet also halves in its stem and max pool;
         # the CSPNet halves in every stage.
         halvings = len(m.filters) + {"cnn": -1, "resnet": 1, "cspnet": 0}[m.kind]
-        if m.image_size % (2 ** halvings):
+        if m.image_size < 2 ** halvings:
             raise ValueError(f"model.image_size: the {m.kind} halves the image {halvings} "
-                             f"times; expected a multiple of {2 ** halvings}, got "
+                             f"times; expected at least {2 ** halvings} pixels, got "
                              f"{m.image_size}")
         if not 0.0 <= m.dropout < 1.0:
             raise ValueError(f"model.dropout: expected a fraction in [0, 1), got {m.dropout}")
@@ -311,11 +311,13 @@ PRESETS: dict[str, DefectConfig] = {
         eval=EvalConfig(min_accuracy=0.6, max_accuracy_drop=0.1, min_auroc=0.7,
                         min_defect_recall=0.3, max_auroc_drop=0.1),
     ),
-    # The benchmark setting (NEU surface defects, 200 x 200 px): a keras-hub ResNet trained
-    # from scratch at 128 px; at most 20 minutes on 2 CPU cores.
+    # The benchmark setting (NEU surface defects, 200 x 200 px), at most 20 minutes on 2 CPU
+    # cores: the compact CNN at 128 px. Tuned on NEU images 1-200 (train 1-160, validation
+    # 161-200): it reached 99.6 % there, the keras-hub ResNet 97.1 % at 128 px and 98.75 % at
+    # 200 px (its stem halves the image twice, and fine textures such as crazing and pits are
+    # lost), so the keras-hub backbones are --model choices, not the default.
     "default": DefectConfig(
-        model=ModelConfig(kind="resnet", image_size=128, filters=(64, 96, 128, 192),
-                          blocks=(1, 1, 1, 1)),
+        model=ModelConfig(kind="cnn", image_size=128, filters=(16, 32, 64, 128)),
         train=TrainConfig(epochs=30, batch_size=32, learning_rate=2e-3, max_minutes=20.0),
         # Tuned on NEU images 1-200 (one class good, the others defects): at 64 px, with a
         # long pretext training, the texture term alone ranks best (the local term adds
@@ -323,10 +325,12 @@ PRESETS: dict[str, DefectConfig] = {
         anomaly=AnomalyConfig(image_size=64, pretrain_epochs=120, combine="global"),
         eval=EvalConfig(min_accuracy=0.95, min_auroc=0.95, min_defect_recall=0.8),
     ),
+    # Bigger and slower, not benchmarked: the keras-hub ResNet at the NEU resolution.
     "full": DefectConfig(
-        model=ModelConfig(kind="resnet", image_size=192, filters=(64, 128, 256, 512),
-                          blocks=(2, 2, 2, 2)),
-        train=TrainConfig(epochs=60, batch_size=32, learning_rate=1e-3),
+        model=ModelConfig(kind="resnet", image_size=200, filters=(64, 96, 128, 192),
+                          blocks=(1, 1, 1, 1), test_time_orientations=True),
+        train=TrainConfig(epochs=40, batch_size=32, learning_rate=1e-3),
+        anomaly=AnomalyConfig(image_size=128, pretrain_epochs=120, combine="global"),
         eval=EvalConfig(min_accuracy=0.95, min_auroc=0.95, min_defect_recall=0.8),
     ),
 }

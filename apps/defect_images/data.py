@@ -51,6 +51,7 @@ from PIL import Image
 from apps.defect_images.config import FORMATS, GOOD_CLASS_PATTERN, MODES, DataConfig, check_data
 from apps.defect_images.features import (
     BOX_FRACTION, BOXES, CLASS_NAME, DEFECT_SIZE, IMAGE, IS_DEFECT, LABEL, SOURCE, SPLITS)
+from blocks.vision.encoded import check_encoded
 from blocks.vision.errors import ImageError
 from suite import examples_io
 
@@ -84,49 +85,13 @@ def _is_junk(name: str) -> bool:
     return name.startswith(".") or name.lower() in _JUNK_FILES
 
 
-def _bmp_problem(data: bytes) -> str | None:
-    """Why a BMP cannot be decoded by the served model (tf.io.decode_image), or None."""
-    if len(data) < 34:
-        return "truncated BMP header"
-    bits = int.from_bytes(data[28:30], "little")
-    compression = int.from_bytes(data[30:34], "little")
-    if bits not in (8, 24, 32):
-        return f"{bits}-bit BMP; expected an 8-bit grayscale, 24- or 32-bit BMP"
-    if compression != 0:
-        return f"compressed BMP (compression {compression}); expected an uncompressed BMP"
-    return None
-
-
 def check_image_bytes(path: str, data: bytes) -> dict:
-    """Decodes JPEG, PNG or BMP bytes fully; returns their format, mode, width and height.
-    Raises DataError naming ``path`` when they are not a complete image that the served
-    model can decode (truncated or corrupt files, other formats, unsupported modes)."""
+    """Decodes JPEG, PNG or BMP bytes fully (``blocks.vision.encoded.check_encoded``);
+    returns their format, mode, width and height, or raises DataError naming ``path``."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            kind, mode = image.format, image.mode
-            if kind not in ("JPEG", "PNG", "BMP"):
-                raise DataError(f"{path}: {kind or 'unknown'} image; {_EXPECTED}")
-            image.load()  # decodes every pixel: truncated or corrupt files fail here
-            width, height = image.size
-    except DataError:
-        raise
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... on bad data
-        raise DataError(f"{path}: cannot decode the image ({type(e).__name__}: {e}); "
-                        f"{_EXPECTED}") from e
-    if width < 1 or height < 1:
-        raise DataError(f"{path}: empty {kind} image; {_EXPECTED}")
-    if kind == "BMP":
-        problem = _bmp_problem(data)
-        if problem is None and mode not in ("L", "RGB", "RGBA"):
-            problem = f"BMP of mode {mode!r} (a colour palette); expected grayscale or RGB"
-        if problem:
-            raise DataError(f"{path}: {problem}")
-    allowed = {"JPEG": ("L", "RGB"),
-               "PNG": ("1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L")}
-    if kind in allowed and mode not in allowed[kind]:
-        raise DataError(f"{path}: unsupported {kind} mode {mode!r}; expected a grayscale or "
-                        "RGB image")
-    return {"format": kind, "mode": mode, "width": width, "height": height}
+        return check_encoded(path, data, ("JPEG", "PNG", "BMP"), _EXPECTED)
+    except ImageError as e:
+        raise DataError(str(e)) from e
 
 
 def load_image_bytes(path: str) -> bytes:
@@ -478,12 +443,8 @@ class _Problems:
         self.skipped: list[tuple[str, str]] = []
 
     def bad(self, path: str, rel: str, message: str) -> None:
-        if not self.skip:
-            raise DataError(message)
-        reason = message[len(path) + 2:] if message.startswith(f"{path}: ") else message
-        self.skipped.append((rel, reason))
-        if self.progress:
-            self.progress(f"skipped {rel}: {reason}")
+        examples_io.skip_or_raise(DataError(message), path, rel, self.skip, self.skipped,
+                                  self.progress)
 
 
 def _validate(scan: _Scan, config: DataConfig, problems: _Problems,

@@ -23,9 +23,8 @@ import tensorflow as tf
 from apps.defect_images import data, evaluation
 from apps.defect_images.config import DefectConfig, input_size
 from apps.defect_images.model import FEATURES, explained_classifier, map_and_score
-from blocks.vision import gradcam
 from blocks.vision.decode import decode_images
-from blocks.vision.explanation import check_parity, explain_grad_cam
+from blocks.vision.explanation import check_parity, explain_grad_cam, save_overlays
 from serving.served import ServedModel
 
 # Largest difference tolerated between the served and the Keras model's probabilities.
@@ -89,15 +88,10 @@ class ServedDefects:
         the share of heat inside them (``heat_in_boxes``), their area share and the lift."""
         served, x, shown, mass = self.heatmaps(images)
         suffix = "anomaly" if self.mode == "anomaly" else "gradcam"
-        results, used = [], set()
+        paths = save_overlays(out_dir, names, x, shown, suffix)
+        results = []
         size = x.shape[1]
-        for i, name in enumerate(names):
-            stem = os.path.splitext(os.path.basename(name))[0] or f"image{i}"
-            while stem in used:  # two inputs with the same file name
-                stem += f"_{i}"
-            used.add(stem)
-            path = gradcam.save_png(os.path.join(out_dir, f"{stem}_{suffix}.png"),
-                                    gradcam.overlay(x[i], shown[i]))
+        for i, (name, path) in enumerate(zip(names, paths, strict=True)):
             result = {"file": name, "label": served["labels"][i], "heatmap": path}
             if self.mode == "anomaly":
                 result.update(score=float(served["score"][i]),

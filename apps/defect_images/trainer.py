@@ -43,6 +43,7 @@ from apps.defect_images.features import (
 from pipelines.trainer import Trained, TrainerInputs
 from serving.export import ExportSpec
 from suite.distribute import strategy as pick_strategy
+from suite.training import KeepBest, class_weights
 from suite.progress import say
 from suite.metrics import roc_auc
 
@@ -149,52 +150,6 @@ def orientations(images: np.ndarray, invariance: str) -> list[np.ndarray]:
 # Classify mode
 
 
-def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
-    """Inverse-frequency weights, normalised so that the mean weight per example is 1."""
-    counts = np.bincount(labels.astype(int), minlength=n_classes).astype(float)
-    if (counts == 0).any():
-        missing = [i for i in range(n_classes) if counts[i] == 0]
-        raise ValueError(f"training split: no examples of class id(s) {missing}")
-    return {i: float(len(labels) / (n_classes * counts[i])) for i in range(n_classes)}
-
-
-class _BestEpoch(keras.callbacks.Callback):
-    """Scores the validation split after each epoch, keeps the best weights (accuracy, then
-    loss) and stops when the time budget is spent."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, max_minutes: float | None, log: Log):
-        super().__init__()
-        self.x, self.y = x, y
-        self.max_seconds = None if max_minutes is None else max_minutes * 60.0
-        self.log = log
-        self.history: list[dict] = []
-        self.best, self.best_epoch, self.best_weights = (-math.inf, -math.inf), -1, None
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        accuracy = loss = float("nan")
-        if len(self.y):
-            p = self.model.predict(self.x, batch_size=64, verbose=0)
-            accuracy = float(np.mean(p.argmax(axis=1) == self.y))
-            loss = float(-np.mean(np.log(np.clip(p[np.arange(len(self.y)), self.y], 1e-7,
-                                                 1.0))))
-        elapsed = time.perf_counter() - self.start
-        self.history.append({"epoch": epoch + 1, "loss": float((logs or {}).get("loss", 0.0)),
-                             "validation_accuracy": accuracy, "validation_loss": loss,
-                             "seconds": elapsed})
-        key = (accuracy, -loss) if len(self.y) else (epoch, 0.0)
-        if key >= self.best:
-            self.best, self.best_epoch = key, epoch + 1
-            self.best_weights = self.model.get_weights()
-        if self.log:
-            self.log(f"epoch {epoch + 1}: loss {self.history[-1]['loss']:.4f}  validation "
-                     f"accuracy {accuracy:.4f} loss {loss:.4f}  ({elapsed:.0f} s)")
-        if self.max_seconds is not None and elapsed >= self.max_seconds:
-            if self.log:
-                self.log(f"time budget of {self.max_seconds / 60:.0f} min reached")
-            self.model.stop_training = True
-
-
 def train_classifier(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | None,
                      config: DefectConfig, *, log: Log = None) -> ClassifyResult:
     """Builds and fits the classifier on (image_xf, label) batches; keeps the epoch with the
@@ -215,12 +170,21 @@ def train_classifier(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset |
                       loss=loss)
     one_hot = np.eye(n_classes, dtype=np.float32)
     batches = training_batches(x, one_hot[y.astype(int)], cfg)
-    best = _BestEpoch(vx, vy.astype(int), cfg.max_minutes, log)
+    vy = vy.astype(int)
+
+    def score() -> dict:
+        p = model.predict(vx, batch_size=64, verbose=0)
+        picked = np.clip(p[np.arange(len(vy)), vy], 1e-7, 1.0)
+        return {"validation_accuracy": float(np.mean(p.argmax(axis=1) == vy)),
+                "validation_loss": float(-np.mean(np.log(picked)))}
+
+    best = KeepBest(model, score if len(vy) else None,
+                    lambda f: (f["validation_accuracy"], -f["validation_loss"]),
+                    cfg.max_minutes, log)
     start = time.perf_counter()
     model.fit(batches, epochs=cfg.epochs, class_weight=weights, verbose=0, callbacks=[best])
     train_seconds = time.perf_counter() - start
-    if best.best_weights is not None:
-        model.set_weights(best.best_weights)
+    best.restore()
     if config.model.test_time_orientations:
         model = models.with_test_time_orientations(model, config)
     report = {}

@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import io
 import json
 import os
 import re
@@ -51,6 +50,7 @@ from apps.medical_scans.config import FORMATS, DataConfig, check_data
 from apps.medical_scans.features import IMAGE, LABEL, PATIENT, SOURCE, SPLITS, SUBTYPE
 from blocks.vision.dicom import encode_png, read_dicom, write_dicom
 from blocks.vision.dicom import is_dicom as _is_dicom
+from blocks.vision.encoded import check_encoded
 from blocks.vision.errors import ImageError
 from suite import examples_io
 
@@ -97,32 +97,13 @@ def dicom_to_uint8(path: str, default_window: Sequence[float] | None = None) -> 
     return _read_dicom(path, default_window)[0]
 
 
-# Modes a served model's tf.io.decode_image reads (16-bit PNG is scaled to 8 bits there).
-_PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L"})
-_JPEG_MODES = frozenset({"L", "RGB"})
-
-
 def _check_encoded(path: str, data: bytes) -> None:
-    """Decodes JPEG or PNG bytes fully; raises DataError naming ``path`` when they are not
-    a complete JPEG or PNG image a served model can decode."""
-    expected = "expected a JPEG, PNG or DICOM image"
+    """Decodes JPEG or PNG bytes fully (``blocks.vision.encoded.check_encoded``); raises
+    DataError naming ``path`` when they are not an image a served model can decode."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            kind, mode = image.format, image.mode
-            if kind not in ("JPEG", "PNG"):
-                raise DataError(f"{path}: {kind or 'unknown'} image; {expected}")
-            image.load()  # decodes every pixel: truncated or corrupt files fail here
-            width, height = image.size
-    except DataError:
-        raise
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... on bad data
-        raise DataError(f"{path}: cannot decode the image ({type(e).__name__}: {e}); "
-                        f"{expected}") from e
-    if width < 1 or height < 1:
-        raise DataError(f"{path}: empty {kind} image; {expected}")
-    if mode not in (_JPEG_MODES if kind == "JPEG" else _PNG_MODES):
-        raise DataError(f"{path}: unsupported {kind} mode {mode!r}; expected a grayscale or "
-                        "RGB image")
+        check_encoded(path, data, ("JPEG", "PNG"), "expected a JPEG, PNG or DICOM image")
+    except ImageError as e:
+        raise DataError(str(e)) from e
 
 
 def load_image_bytes(path: str, config: DataConfig) -> bytes:
@@ -285,18 +266,6 @@ def _subtype(config: DataConfig, name: str) -> str:
     return value.lower() if value else "none"
 
 
-def _bad(path: str, message: str, config: DataConfig, skipped: list[tuple[str, str]],
-         rel: str, progress: Callable[[str], None] | None) -> None:
-    """Raises DataError(message), or with skip_bad_files records it and reports it as one
-    progress line (the summary lists it and the run prints the count)."""
-    if not config.skip_bad_files:
-        raise DataError(message)
-    reason = message[len(path) + 2:] if message.startswith(f"{path}: ") else message
-    skipped.append((rel, reason))
-    if progress:
-        progress(f"skipped {rel}: {reason}")
-
-
 def _validate_files(scan: _Scan, config: DataConfig, spool,
                     progress: Callable[[str], None] | None
                     ) -> tuple[list[_Record], list[tuple[str, str]]]:
@@ -330,7 +299,8 @@ def _validate_files(scan: _Scan, config: DataConfig, spool,
                                  _subtype(config, name), path=c.path, size=len(data),
                                  crc=zlib.crc32(data))
         except DataError as e:
-            _bad(c.path, str(e), config, skipped, c.rel, progress)
+            examples_io.skip_or_raise(e, c.path, c.rel, config.skip_bad_files, skipped,
+                                      progress)
             continue
         records.append(record)
         if progress and (number % _PROGRESS_EVERY == 0 or number == total):

@@ -9,7 +9,6 @@ is served.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import suite  # noqa: F401  (Keras policy before TensorFlow)
@@ -20,9 +19,8 @@ from apps.medical_scans import data
 from apps.medical_scans.app import APP
 from apps.medical_scans.config import MedicalConfig
 from apps.medical_scans.model import FEATURES
-from blocks.vision import gradcam
 from blocks.vision.decode import decode_images
-from blocks.vision.explanation import check_parity, explain_grad_cam
+from blocks.vision.explanation import check_parity, explain_grad_cam, save_overlays
 from serving.served import ServedModel
 
 # Largest difference tolerated between the served and the Keras model's probabilities.
@@ -59,15 +57,7 @@ class ServedScans(ServedModel):
         local = keras_model(x, training=False).numpy()
         check_parity(local, served["probabilities"], _PARITY_TOLERANCE, self.model_dir)
         heatmaps = explain_grad_cam(keras_model, x, served["class_ids"], FEATURES)
-        results, used = [], set()
-        for i, name in enumerate(names):
-            stem = os.path.splitext(os.path.basename(name))[0] or f"image{i}"
-            while stem in used:  # two inputs with the same file name
-                stem += f"_{i}"
-            used.add(stem)
-            path = gradcam.save_png(os.path.join(out_dir, f"{stem}_gradcam.png"),
-                                    gradcam.overlay(x[i], heatmaps[i]))
-            results.append({"label": served["labels"][i],
-                            "probability": float(served["probabilities"][i][1]),
-                            "heatmap": path})
-        return results
+        paths = save_overlays(out_dir, names, x, heatmaps, "gradcam")
+        return [{"label": served["labels"][i],
+                 "probability": float(served["probabilities"][i][1]), "heatmap": path}
+                for i, path in enumerate(paths)]

@@ -27,6 +27,7 @@ from apps.medical_scans.model import augmentation, build_model
 from pipelines.trainer import Trained, TrainerInputs
 from serving.export import ExportSpec
 from suite.distribute import strategy as pick_strategy
+from suite.training import KeepBest, class_weights
 from suite.metrics import roc_auc
 from suite.progress import say
 
@@ -50,15 +51,6 @@ def _labels(dataset: tf.data.Dataset) -> np.ndarray:
     return np.concatenate([y.numpy() for _, y in dataset]) if dataset else np.zeros(0)
 
 
-def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
-    """Inverse-frequency weights, normalised so that the mean weight per example is 1."""
-    counts = np.bincount(labels.astype(int), minlength=n_classes).astype(float)
-    if (counts == 0).any():
-        missing = [i for i in range(n_classes) if counts[i] == 0]
-        raise ValueError(f"training split: no examples of class id(s) {missing}")
-    return {i: float(len(labels) / (n_classes * counts[i])) for i in range(n_classes)}
-
-
 def _random_gamma(images: tf.Tensor, amount: float) -> tf.Tensor:
     """Per-image exposure curve: images ** exp(U(-amount, amount)), images in [0, 1]."""
     batch = tf.shape(images)[0]
@@ -69,40 +61,6 @@ def _random_gamma(images: tf.Tensor, amount: float) -> tf.Tensor:
 def positive_scores(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
     """The model's probability of the positive class (id 1) on every image of ``dataset``."""
     return np.concatenate([model(x, training=False).numpy()[:, 1] for x, _ in dataset])
-
-
-class _BestValidationAUC(keras.callbacks.Callback):
-    """Scores the validation split after each epoch, keeps the best weights and stops
-    training when the time budget is spent."""
-
-    def __init__(self, validation: tf.data.Dataset | None, labels: np.ndarray,
-                 max_minutes: float | None, log=None):
-        super().__init__()
-        self.validation, self.labels = validation, labels
-        self.max_seconds = None if max_minutes is None else max_minutes * 60.0
-        self.log = log
-        self.history: list[dict] = []
-        self.best_auc, self.best_epoch, self.best_weights = -math.inf, -1, None
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        auc = float("nan")
-        if self.validation is not None:
-            auc = roc_auc(self.labels, positive_scores(self.model, self.validation))
-        elapsed = time.perf_counter() - self.start
-        self.history.append({"epoch": epoch + 1, "loss": float((logs or {}).get("loss", 0.0)),
-                             "validation_auc": auc, "seconds": elapsed})
-        # Without validation data (or with one class only), the last epoch is kept.
-        if math.isnan(auc) or auc >= self.best_auc:
-            self.best_auc = auc if not math.isnan(auc) else self.best_auc
-            self.best_epoch, self.best_weights = epoch + 1, self.model.get_weights()
-        if self.log:
-            self.log(f"epoch {epoch + 1}: loss {self.history[-1]['loss']:.4f}  validation AUC "
-                     f"{auc:.4f}  ({elapsed:.0f} s)")
-        if self.max_seconds is not None and elapsed >= self.max_seconds:
-            if self.log:
-                self.log(f"time budget of {self.max_seconds / 60:.0f} min reached")
-            self.model.stop_training = True
 
 
 def train(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | None,
@@ -135,12 +93,17 @@ def train(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | None,
         schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(1, steps))
         model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    best = _BestValidationAUC(validation_ds, validation_labels, cfg.max_minutes, log)
+
+    def score() -> dict:
+        return {"validation_auc": roc_auc(validation_labels,
+                                          positive_scores(model, validation_ds))}
+
+    best = KeepBest(model, score if validation_ds is not None else None,
+                    lambda f: f["validation_auc"], cfg.max_minutes, log)
     start = time.perf_counter()
     model.fit(fit_ds, epochs=cfg.epochs, class_weight=weights, verbose=0, callbacks=[best])
     train_seconds = time.perf_counter() - start
-    if best.best_weights is not None:
-        model.set_weights(best.best_weights)
+    best.restore()
     if validation_ds is not None:
         scores = positive_scores(model, validation_ds)
         threshold = evaluation.choose_threshold(validation_labels, scores)

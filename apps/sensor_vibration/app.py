@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from apps.base.app import App, Progress
+from apps.base.app import App, Progress, classifier_metric_lines
 from apps.sensor_vibration.config import (
     FORMATS, MODEL_KINDS, VibrationConfig, with_model_kind)
 from apps.sensor_vibration.features import LABEL, SIGNAL_XF
@@ -69,21 +69,9 @@ class SensorVibration(App):
                                   model_input_key=SIGNAL_XF)
 
     def metric_lines(self, metrics, config: VibrationConfig, ingested) -> list[str]:
-        lines = []
-        classes = config.data.classes
-        for name, values in sorted(metrics.items()):
-            if name.startswith(f"{LABEL}="):  # per-class slices: the recall line below
-                continue
-            acc = values.get("sparse_categorical_accuracy")
-            count = values.get("example_count")
-            line = f"  {name:<10} accuracy {acc:.4f}" if acc is not None else f"  {name:<10}"
-            lines.append(f"{line}  windows {int(count) if count else '?'}")
-            if name == "overall":
-                recalls = [f"{classes[i]} {values[f'recall/class_{i}']:.3f}"
-                           for i in range(len(classes)) if f"recall/class_{i}" in values]
-                if recalls:
-                    lines.append("  recall per class: " + ", ".join(recalls))
-        return lines
+        # Per-class slices are the recall line.
+        return classifier_metric_lines(metrics, config.data.classes, "windows", width=10,
+                                       skip=f"{LABEL}=")
 
 
 APP = SensorVibration()

@@ -7,7 +7,7 @@ import dataclasses
 import os
 from typing import Any
 
-from apps.base.app import App, Progress
+from apps.base.app import App, Progress, classifier_metric_lines
 from apps.speech.config import FORMATS, MODEL_KINDS, MODES, SpeechConfig, with_model_kind
 
 # Summary label -> TFMA metric name (transcribe mode).
@@ -141,18 +141,7 @@ class Speech(App):
                 count = values.get("example_count")
                 lines.append(f"  {name:<18} {figures}  strings {int(count) if count else '?'}")
             return lines
-        classes = config.data.classes
-        for name, values in sorted(metrics.items(), key=lambda kv: _slice_sort(kv[0])):
-            acc = values.get("sparse_categorical_accuracy")
-            count = values.get("example_count")
-            line = f"  {name:<18} accuracy {acc:.4f}" if acc is not None else f"  {name:<18}"
-            lines.append(f"{line}  clips {int(count) if count else '?'}")
-            if name == "overall":
-                recalls = [f"{classes[i]} {values[f'recall/class_{i}']:.3f}"
-                           for i in range(len(classes)) if f"recall/class_{i}" in values]
-                if recalls:
-                    lines.append("  recall per class: " + ", ".join(recalls))
-        return lines
+        return classifier_metric_lines(metrics, config.data.classes, "clips", order=_slice_sort)
 
     def pushed_lines(self, pushed_dir: str) -> list[str]:
         from serving.export import load_metadata

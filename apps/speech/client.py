@@ -75,9 +75,14 @@ class SpeechClient(AppClient):
 
     def predict(self, clips: Sequence[bytes | str]) -> KeywordPrediction:
         """Classifies WAV clips (file paths or WAV bytes) with a keyword model."""
-        labels, arrays, version = self.classify_examples(
-            self._examples(clips), self.max_clips_per_request,
-            {"class_ids": np.int64, "scores": np.float32, "probabilities": np.float32})
+        try:
+            labels, arrays, version = self.classify_examples(
+                self._examples(clips), self.max_clips_per_request,
+                {"class_ids": np.int64, "scores": np.float32, "probabilities": np.float32})
+        except KeyError as e:
+            raise ValueError(f"model {self.model}: expected a keyword model (outputs classes, "
+                             f"class_ids, scores, probabilities), got no {e} output; a "
+                             "transcriber answers transcribe()") from None
         return KeywordPrediction(labels, arrays["class_ids"], arrays["scores"],
                                  arrays["probabilities"], version)
 

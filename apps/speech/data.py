@@ -294,17 +294,6 @@ class _Record:
     encoding: str
 
 
-def _bad(path: str, message: str, rel: str, config: DataConfig,
-         skipped: list[tuple[str, str]], progress: Progress | None) -> None:
-    """Raises DataError(message), or with skip_bad_files records and reports it."""
-    if not config.skip_bad_files:
-        raise DataError(message)
-    reason = message[len(path) + 2:] if message.startswith(f"{path}: ") else message
-    skipped.append((rel, reason))
-    if progress:
-        progress(f"skipped {rel}: {reason}")
-
-
 def _validate(clips: Sequence[_Clip], config: DataConfig, spool,
               skipped: list[tuple[str, str]], progress: Progress | None,
               what: str = "clips") -> list[_Record]:
@@ -322,7 +311,8 @@ def _validate(clips: Sequence[_Clip], config: DataConfig, spool,
             clip, info = wav.to_clip(data, config.sample_rate_hz, c.path,
                                      min_peak_dbfs=config.min_peak_dbfs)
         except wav.AudioError as e:
-            _bad(c.path, str(e), c.rel, config, skipped, progress)
+            examples_io.skip_or_raise(e, c.path, c.rel, config.skip_bad_files, skipped,
+                                      progress)
             continue
         encoded = wav.wav16_bytes(clip, config.sample_rate_hz)
         offset = spool.seek(0, os.SEEK_END)
@@ -614,7 +604,8 @@ def ingest(path: str, config: SpeechConfig, out_root: str,
     def produce():
         skipped: list[tuple[str, str]] = []
         for bad_path, rel, message in found.bad:
-            _bad(bad_path, message, rel, config.data, skipped, progress)
+            examples_io.skip_or_raise(DataError(message), bad_path, rel,
+                                      config.data.skip_bad_files, skipped, progress)
         if progress:
             progress(f"found {len(found.clips)} clips in {found.root} (layout {found.layout}"
                      + (f", {len(found.noise)} background noise recordings" if found.noise

@@ -2,8 +2,8 @@
 
 Every model takes float PCM [clip samples] at the preset's rate (``audio_xf``) and computes
 its own features: ``LogMelSpectrogram`` (blocks.signal.log_mel, layer ``log_mel``), then a
-per-mel-bin standardisation (``normalize``, batch statistics while training), then the
-``body`` (a nested model) of the family:
+per-mel-bin standardisation (``normalize``: statistics learned from the training data, or
+each clip's own over time), then the ``body`` (a nested model) of the family:
 
 - dscnn: a depthwise-separable CNN (DS-CNN, Zhang et al., "Hello Edge", 2017): one strided
   convolution, then blocks of 3x3 depthwise + 1x1 pointwise convolutions;
@@ -124,8 +124,12 @@ def build_model(config: SpeechConfig) -> keras.Model:
                          f"{list(config.data.classes)} (the run fills them from the data)")
     pcm = keras.Input((config.clip_samples,), name=AUDIO_XF)
     features = log_mel_layer(config)(pcm)
-    normalized = layers.BatchNormalization(axis=2, momentum=0.9, center=False, scale=False,
-                                           name=NORMALIZE)(features)
+    if config.features.normalize == "utterance":
+        normalized = layers.LayerNormalization(axis=1, epsilon=1e-3, center=False,
+                                               scale=False, name=NORMALIZE)(features)
+    else:
+        normalized = layers.BatchNormalization(axis=2, momentum=0.9, center=False,
+                                               scale=False, name=NORMALIZE)(features)
     spectrogram = keras.Input(normalized.shape[1:], name="features")
     x = _FAMILIES[kind](spectrogram, config, sequence)
     x = layers.Dropout(config.model.dropout, name="dropout")(x)

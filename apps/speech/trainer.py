@@ -40,6 +40,7 @@ from serving.export import ExportSpec, classification_outputs
 from suite import examples_io
 from suite.distribute import strategy as pick_strategy
 from suite.progress import say
+from suite.training import KeepBest
 
 Log = Callable[[str], None]
 
@@ -152,41 +153,6 @@ def augmenter(config: SpeechConfig, noises: Sequence[np.ndarray] = ()):
 # Keywords
 
 
-class _KeepBest(keras.callbacks.Callback):
-    """After each epoch: scores the validation data with ``score`` (a dict of figures),
-    keeps the weights of ``model`` whose ``rank(figures)`` is highest, logs, and stops when
-    the time budget is spent."""
-
-    def __init__(self, model: keras.Model, score: Callable[[], dict] | None,
-                 rank: Callable[[dict], float], max_minutes: float | None, log: Log | None):
-        super().__init__()
-        self.core, self.score, self.rank = model, score, rank
-        self.max_seconds = None if max_minutes is None else max_minutes * 60.0
-        self.log = log
-        self.history: list[dict] = []
-        self.best, self.best_epoch, self.best_weights, self.best_figures = None, 0, None, {}
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        figures = self.score() if self.score else {}
-        elapsed = time.perf_counter() - self.start
-        entry = {"epoch": epoch + 1, "loss": float((logs or {}).get("loss", math.nan)),
-                 **figures, "seconds": elapsed}
-        self.history.append(entry)
-        value = self.rank(figures) if figures else None
-        if value is None or self.best is None or value > self.best:
-            self.best = value
-            self.best_epoch, self.best_weights = epoch + 1, self.core.get_weights()
-            self.best_figures = figures
-        if self.log:
-            shown = "  ".join(f"{k} {v:.4f}" for k, v in figures.items())
-            self.log(f"epoch {epoch + 1}: loss {entry['loss']:.4f}  {shown}  ({elapsed:.0f} s)")
-        if self.max_seconds is not None and elapsed >= self.max_seconds:
-            if self.log:
-                self.log(f"time budget of {self.max_seconds / 60:.1f} min reached")
-            self.model.stop_training = True
-
-
 def _arrays(dataset: tf.data.Dataset | None) -> tuple[np.ndarray, np.ndarray]:
     if dataset is None:
         return np.zeros((0,)), np.zeros((0,))
@@ -249,13 +215,12 @@ def train(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | None,
     def rank(figures: dict) -> float:  # accuracy first, then the lower loss
         return figures["validation_accuracy"] - 1e-3 * min(figures["validation_loss"], 100.0)
 
-    best = _KeepBest(model, score if len(y_val) else None, rank, t.max_minutes, log)
+    best = KeepBest(model, score if len(y_val) else None, rank, t.max_minutes, log)
     start = time.perf_counter()
     trainer_model.fit(fit_ds, epochs=t.epochs, steps_per_epoch=steps, verbose=verbose,
                       callbacks=[best])
     seconds = time.perf_counter() - start
-    if best.best_weights is not None:
-        model.set_weights(best.best_weights)
+    best.restore()
     return TrainResult(model, best.history, best.best_epoch, best.best_figures, seconds,
                        len(labels))
 
@@ -331,13 +296,12 @@ def train_transcriber(pool: strings.DigitPool, validation_ds: tf.data.Dataset | 
     def rank(figures: dict) -> float:  # the lower CER first, then more exact strings
         return 1e-3 * figures["validation_string_accuracy"] - figures["validation_cer"]
 
-    best = _KeepBest(model, score if references else None, rank, t.max_minutes, log)
+    best = KeepBest(model, score if references else None, rank, t.max_minutes, log)
     start = time.perf_counter()
     trainer_model.fit(string_dataset(pool, config, noises), epochs=t.epochs,
                       steps_per_epoch=steps, verbose=verbose, callbacks=[best])
     seconds = time.perf_counter() - start
-    if best.best_weights is not None:
-        model.set_weights(best.best_weights)
+    best.restore()
     return TrainResult(model, best.history, best.best_epoch, best.best_figures, seconds,
                        config.transcribe.train_strings * len(best.history))
 

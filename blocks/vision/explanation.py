@@ -2,11 +2,13 @@
 
 An explanation only describes the served model if the Keras model it is computed on gives
 the served probabilities: ``check_parity`` compares them and raises otherwise;
-``explain_grad_cam`` then draws the Grad-CAM heatmaps of the served decisions.
+``explain_grad_cam`` then draws the Grad-CAM heatmaps of the served decisions, and
+``save_overlays`` writes them over the images.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import suite  # noqa: F401  (Keras policy before TensorFlow)
@@ -47,3 +49,19 @@ def explain_grad_cam(keras_model: keras.Model, images: np.ndarray | tf.Tensor,
     by ``layer_name``."""
     ids = [int(i) for i in np.asarray(class_ids).reshape(-1)]
     return gradcam.grad_cam(keras_model, images, class_ids=ids, layer_name=layer_name)
+
+
+def save_overlays(out_dir: str, names: Sequence[str], images: np.ndarray, heat: np.ndarray,
+                  suffix: str) -> list[str]:
+    """Writes ``<out_dir>/<name stem>_<suffix>.png`` per image: ``heat`` [N, H, W] in [0, 1]
+    over ``images`` [N, H, W, C]. Two inputs with the same file name get distinct files.
+    Returns the paths."""
+    paths, used = [], set()
+    for i, name in enumerate(names):
+        stem = os.path.splitext(os.path.basename(name))[0] or f"image{i}"
+        while stem in used:
+            stem += f"_{i}"
+        used.add(stem)
+        paths.append(gradcam.save_png(os.path.join(out_dir, f"{stem}_{suffix}.png"),
+                                      gradcam.overlay(images[i], heat[i])))
+    return paths

@@ -82,10 +82,10 @@ def test_anomaly_map_heat_falls_mostly_inside_the_defect(detector, surfaces):
 def test_autoencoder_method_trains_and_scores(surfaces):
     train, vx, vy, tx, ty, _ = surfaces
     config = replace_path(replace_path(with_mode(TINY, "anomaly"), "anomaly.method",
-                                       "autoencoder"), "train.epochs", 4)
+                                       "autoencoder"), "train.epochs", 2)
     result = trainer.train_anomaly(_batches(train, np.zeros(len(train))), _batches(vx, vy),
                                    config)
-    assert result.method == "autoencoder" and len(result.history) == 4
+    assert result.method == "autoencoder" and len(result.history) == 2
     maps, scores = models.map_and_score(result.model, tx)
     assert np.isfinite(scores).all() and maps.shape == (40, SIZE, SIZE)
     assert roc_auc(ty, scores) > 0.5

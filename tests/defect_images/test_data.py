@@ -5,7 +5,6 @@ with the file named (nothing written) or skipped and counted with skip_bad_files
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import shutil
 
@@ -185,16 +184,12 @@ def _copy(folders: str, tmp_path) -> str:
     return shutil.copytree(folders, str(tmp_path / "copy"))
 
 
-def _jpeg_bytes() -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(np.full((32, 32), 128, np.uint8)).save(buffer, format="JPEG")
-    return buffer.getvalue()
-
-
 BAD_FILES = {
     "corrupt": ("scratch/scratch_99.png", b"\x89PNG\r\n\x1a\n not really a png",
                 "cannot decode the image"),
-    "truncated": ("spot/spot_99.jpg", _jpeg_bytes()[:200], "cannot decode the image"),
+    "truncated": ("spot/spot_99.jpg",
+                  harness.encode_image(np.full((32, 32), 128, np.uint8), "JPEG")[:200],
+                  "cannot decode the image"),
     "non-image": ("ok/notes.txt", b"shift report", "not an image file"),
     "one-bit-bmp": ("ok/ok_99.bmp", None, "1-bit BMP"),
 }
@@ -287,8 +282,8 @@ def test_config_errors_name_the_field():
         replace_path(TINY, "mode", "segment").check()
     with pytest.raises(ValueError, match="model_name"):
         replace_path(TINY, "mode", "anomaly").check()  # served under the classifier's name
-    with pytest.raises(ValueError, match="model.image_size"):
-        replace_path(TINY, "model.image_size", 30).check()
+    with pytest.raises(ValueError, match="anomaly.image_size"):
+        replace_path(with_mode(TINY, "anomaly"), "anomaly.image_size", 30).check()
     assert with_mode(TINY, "anomaly").check().model_name == "defect_images_anomaly"
 
 

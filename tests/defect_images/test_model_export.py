@@ -5,13 +5,11 @@ are checked by the pipeline runs, test_pipeline.py)."""
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import suite  # noqa: F401
 import tensorflow as tf
@@ -30,12 +28,6 @@ TINY = replace_path(replace_path(DefectConfig.preset("tiny"), "train.epochs", 2)
                     "anomaly.pretrain_epochs", 2)
 
 
-def _encoded(array: np.ndarray, kind: str) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format=kind)
-    return buffer.getvalue()
-
-
 def test_preprocessing_fn_decodes_every_encoding_to_the_preset_resolution():
     from components.transform_local import transform_rows
 
@@ -44,8 +36,10 @@ def test_preprocessing_fn_decodes_every_encoding_to_the_preset_resolution():
     rgb = np.zeros((20, 20, 3), np.uint8)
     rgb[..., 0] = 255  # pure red: luminance 0.299 * 255
     rows = [{IMAGE: image, LABEL: label, IS_DEFECT: label}
-            for image, label in ((_encoded(gray, "PNG"), 0), (_encoded(rgb, "JPEG"), 1),
-                                 (_encoded(gray, "BMP"), 1), (_encoded(rgb, "BMP"), 0))]
+            for image, label in ((harness.encode_image(gray, "PNG"), 0),
+                                 (harness.encode_image(rgb, "JPEG"), 1),
+                                 (harness.encode_image(gray, "BMP"), 1),
+                                 (harness.encode_image(rgb, "BMP"), 0))]
     spec = {IMAGE: tf.io.FixedLenFeature([], tf.string),
             LABEL: tf.io.FixedLenFeature([], tf.int64),
             IS_DEFECT: tf.io.FixedLenFeature([], tf.int64)}

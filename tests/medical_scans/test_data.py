@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests import harness
 from apps.medical_scans import data
 from apps.medical_scans.config import DataConfig
 from apps.medical_scans.data import DataError
@@ -54,12 +55,6 @@ def _read_all(folder: str) -> dict[str, list[dict]]:
 
 def _pixels(path: str) -> np.ndarray:
     return np.asarray(Image.open(path))
-
-
-def _jpeg(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG")
-    return buffer.getvalue()
 
 
 # ------------------------------------------------------------------ formats
@@ -216,7 +211,8 @@ def test_dicom_conversion_rescales_windows_and_inverts(tmp_path):
 def test_load_image_bytes_keeps_jpeg_and_png_bytes(tmp_path):
     config = DataConfig()
     gray = (np.arange(64, dtype=np.uint8).reshape(8, 8) * 4)
-    cases = {"g.jpeg": _jpeg(gray), "rgb.png": data.encode_png(np.stack([gray] * 3, -1))}
+    cases = {"g.jpeg": harness.encode_image(gray, "JPEG"),
+             "rgb.png": data.encode_png(np.stack([gray] * 3, -1))}
     deep = io.BytesIO()
     Image.fromarray(gray.astype(np.uint16) * 256).save(deep, format="PNG")  # 16-bit
     cases["deep.png"] = deep.getvalue()
@@ -245,14 +241,14 @@ def _base(tmp_path, fmt: str = "folders") -> str:
 
 def _corrupt_jpeg(tmp_path) -> tuple[str, str]:
     root = _base(tmp_path)
-    good = _jpeg(np.full((16, 16), 99, np.uint8))
+    good = harness.encode_image(np.full((16, 16), 99, np.uint8), "JPEG")
     (tmp_path / "data" / "NORMAL" / "bad.jpeg").write_bytes(good[:20] + b"\0" * 40 + good[60:])
     return root, "NORMAL/bad.jpeg"
 
 
 def _truncated_jpeg(tmp_path) -> tuple[str, str]:
     root = _base(tmp_path)
-    good = _jpeg(np.full((16, 16), 99, np.uint8))
+    good = harness.encode_image(np.full((16, 16), 99, np.uint8), "JPEG")
     (tmp_path / "data" / "PNEUMONIA" / "half.jpg").write_bytes(good[:len(good) // 2])
     return root, "PNEUMONIA/half.jpg"
 

@@ -4,12 +4,10 @@ serialized examples holding encoded PNG bytes, and TFLite parity."""
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import suite  # noqa: F401
 import tensorflow as tf
@@ -27,18 +25,6 @@ from tests import harness
 TINY = MedicalConfig.preset("tiny")
 
 
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _jpeg(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="JPEG", quality=95)
-    return buffer.getvalue()
-
-
 def test_preprocessing_fn_decodes_any_encoding_to_the_preset_resolution():
     from components.transform_local import transform_rows
 
@@ -48,7 +34,9 @@ def test_preprocessing_fn_decodes_any_encoding_to_the_preset_resolution():
     rgb[..., 0] = 255  # pure red: luminance 0.299 * 255
     deep = np.full((30, 30), 65535, np.uint16)  # 16-bit PNG, full scale
     rows = [{IMAGE: image, LABEL: label}
-            for image, label in ((_png(gray), 0), (_jpeg(rgb), 1), (_png(deep), 1))]
+            for image, label in ((harness.encode_image(gray, "PNG"), 0),
+                                 (harness.encode_image(rgb, "JPEG", quality=95), 1),
+                                 (harness.encode_image(deep, "PNG"), 1))]
     spec = {IMAGE: tf.io.FixedLenFeature([], tf.string),
             LABEL: tf.io.FixedLenFeature([], tf.int64)}
     out = transform_rows(rows, spec, lambda inputs: preprocessing.preprocessing_fn(

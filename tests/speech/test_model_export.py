@@ -175,6 +175,22 @@ def test_each_model_family_builds_and_learns(kind, prepared, config):
     assert sequence.output_shape[-1] == speech_model.N_SYMBOLS and len(sequence.output_shape) == 3
 
 
+def test_utterance_normalisation_removes_the_level_of_a_clip(config):
+    config = dataclasses.replace(config, features=dataclasses.replace(
+        config.features, normalize="utterance", log_floor=1e-9))
+    model = speech_model.build_model(config)
+    envelope = 0.3 + 0.7 * np.sin(np.pi * 3 * np.arange(LENGTH) / LENGTH) ** 2
+    loud = (envelope * _tone(700, LENGTH, RATE)).astype(np.float32)
+    log_mel = model.get_layer(speech_model.LOG_MEL)(np.stack([loud, 0.1 * loud]))
+    front = model.get_layer(speech_model.NORMALIZE)(log_mel).numpy()[..., 0]
+    # 20 dB quieter: the same features once each clip is standardised over time (in the
+    # bands the tone fills; the others hold numerical noise only).
+    level = log_mel.numpy()[0, :, :, 0].mean(axis=0)
+    bands = level > level.max() - np.log(1e3)
+    assert bands.sum() >= 2
+    np.testing.assert_allclose(front[0][:, bands], front[1][:, bands], atol=1e-2)
+
+
 @pytest.fixture(scope="module")
 def exported(prepared, config):
     model_dir, trained = harness.check_export(APP, config, prepared,

@@ -1,0 +1,33 @@
+"""What every benchmark script shares: its output arguments and how it ends (the total wall
+time, then every figure as JSON when asked). The scripts import it as ``common`` (they run
+as ``.venv/bin/python benchmarks/<app>.py``, which puts this folder on the path)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, default_workspace: str, *,
+                         overrides: str | None = None) -> None:
+    """--workspace and --out; with ``overrides`` (what they apply to) also --set."""
+    if overrides:
+        parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                            help=f"override a config field of {overrides}")
+    parser.add_argument("--workspace", default=default_workspace, metavar="DIR",
+                        help=f"where examples and models go (default: {default_workspace})")
+    parser.add_argument("--out", metavar="FILE", help="also write every figure as JSON")
+
+
+def _plain(value):
+    """numpy scalars as numbers, anything else JSON cannot hold as text."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def finish(results: dict, wall_s: float, out: str | None) -> None:
+    """Prints the total wall time and, with ``out``, writes ``results`` there as JSON."""
+    print(f"\ntotal wall time {wall_s / 60:.1f} min")
+    if out:
+        with open(out, "w") as f:
+            json.dump(results, f, indent=2, default=_plain)
+        print(f"figures written to {out}")
