@@ -29,6 +29,8 @@ import suite  # noqa: F401
 VIBRATION = "apps.sensor_vibration.cli"
 MEDICAL = "apps.medical_scans.cli"
 CLICKS = "apps.clickstreams.cli"
+SPEECH = "apps.speech.cli"
+DEFECTS = "apps.defect_images.cli"
 FRONT = "apps.frontdoor"
 
 
@@ -296,6 +298,131 @@ def c_recommend_k(k: str):
     return lambda tmp: ["recommend", "--model", str(tmp / "model"), "-k", k]
 
 
+# -- speech -------------------------------------------------------------------------------------
+
+
+def _clips(tmp: Path, fmt: str = "fsdd") -> Path:
+    from apps.speech import data
+
+    return Path(data.generate_synthetic(str(tmp / "raw"), fmt, classes=("0", "1"), speakers=3,
+                                        per_speaker=4, noise=False))
+
+
+def _speech_run(raw: Path, tmp: Path, *extra: str) -> list[str]:
+    return ["run", "--data", str(raw), "--workspace", str(tmp / "ws"), "--preset", "tiny",
+            *extra]
+
+
+def _a_clip(raw: Path) -> Path:
+    return sorted(raw.rglob("*.wav"))[0]
+
+
+def sp_gigabyte_header(tmp):
+    raw = _clips(tmp)
+    clip = _a_clip(raw)
+    data = bytearray(clip.read_bytes())
+    at = data.index(b"data")
+    data[at + 4:at + 8] = struct.pack("<I", 0xFFFF0000)  # about 4 GB of audio declared
+    clip.write_bytes(bytes(data))
+    return _speech_run(raw, tmp)
+
+
+def sp_text_as_wav(tmp):
+    raw = _clips(tmp)
+    _a_clip(raw).write_text("RIFF? no: a shift report\n")
+    return _speech_run(raw, tmp)
+
+
+def sp_silent_clip(tmp):
+    raw = _clips(tmp)
+    clip = _a_clip(raw)
+    data = bytearray(clip.read_bytes())
+    at = data.index(b"data") + 8
+    data[at:] = bytes(len(data) - at)
+    clip.write_bytes(bytes(data))
+    return _speech_run(raw, tmp)
+
+
+def sp_odd_name(tmp):
+    raw = _clips(tmp)
+    (raw / "hello.wav").write_bytes(_a_clip(raw).read_bytes())
+    return _speech_run(raw, tmp)
+
+
+def sp_holdout_speaker(tmp):
+    return _speech_run(_clips(tmp), tmp, "--holdout-speaker", "nobody")
+
+
+def sp_missing_list_entry(tmp):
+    raw = _clips(tmp, "speech-commands")
+    with open(raw / "testing_list.txt", "a") as f:
+        f.write("0/ghost_nohash_0.wav\n")
+    return _speech_run(raw, tmp, "--format", "speech-commands")
+
+
+def sp_predict_missing_clip(tmp):
+    # Through a server: the clips are read before any connection is made.
+    return ["predict", "--server", "127.0.0.1:9", str(tmp / "no_such.wav")]
+
+
+# -- defect images ------------------------------------------------------------------------------
+
+
+def _surfaces(tmp: Path, fmt: str = "folders") -> Path:
+    from apps.defect_images import data
+
+    return Path(data.generate_synthetic(str(tmp / "raw"), fmt, classes=("ok", "scratch"),
+                                        n_per_class=6, size=32))
+
+
+def _defects_run(raw: Path, tmp: Path, *extra: str) -> list[str]:
+    return ["run", "--data", str(raw), "--workspace", str(tmp / "ws"), "--preset", "tiny",
+            *extra]
+
+
+def d_truncated_png(tmp):
+    raw = _surfaces(tmp)
+    image = sorted((raw / "scratch").glob("*.png"))[0]
+    image.write_bytes(image.read_bytes()[:60])
+    return _defects_run(raw, tmp)
+
+
+def d_not_an_image(tmp):
+    raw = _surfaces(tmp)
+    (raw / "ok" / "ok_99.png").write_text("camera offline\n")
+    return _defects_run(raw, tmp)
+
+
+def d_empty_class(tmp):
+    raw = _surfaces(tmp)
+    (raw / "dent").mkdir()
+    return _defects_run(raw, tmp)
+
+
+def d_prefix_mismatch(tmp):
+    raw = _surfaces(tmp, "prefix")
+    first = sorted(p for p in raw.iterdir() if p.suffix == ".png")[0]
+    first.rename(raw / "IMG0001.png")
+    return _defects_run(raw, tmp, "--format", "prefix")
+
+
+def d_no_good_class(tmp):
+    raw = _surfaces(tmp)
+    (raw / "ok").rename(raw / "dent")
+    return _defects_run(raw, tmp, "--mode", "anomaly")
+
+
+def d_broken_voc(tmp):
+    raw = _surfaces(tmp)
+    annotation = sorted((raw / "annotations").glob("*.xml"))[0]
+    annotation.write_text("<annotation><object><name>scratch</name>")
+    return _defects_run(raw, tmp)
+
+
+def d_predict_missing_image(tmp):
+    return ["predict", "--model", str(tmp / "models"), str(tmp / "no_such.png")]
+
+
 # -- suite serve --------------------------------------------------------------------------------
 
 
@@ -406,6 +533,34 @@ CASES = [
     Case("clickstreams: recommend, no model there", CLICKS,
          lambda tmp: ["recommend", "--model", str(tmp / "no_model"), "--history", "1"],
          ("no_model", "expected a SavedModel folder")),
+    Case("speech: WAV header declaring gigabytes of audio", SPEECH, sp_gigabyte_header,
+         ("raw", ".wav", "truncated WAV")),
+    Case("speech: text file named .wav", SPEECH, sp_text_as_wav,
+         (".wav", "not a WAV file", "expected a RIFF/WAVE")),
+    Case("speech: silent clip", SPEECH, sp_silent_clip, (".wav", "silent clip")),
+    Case("speech: FSDD file name without label, speaker and index", SPEECH, sp_odd_name,
+         ("hello.wav",)),
+    Case("speech: --holdout-speaker not in the data", SPEECH, sp_holdout_speaker,
+         ("nobody",)),
+    Case("speech: testing_list.txt names a missing clip", SPEECH, sp_missing_list_entry,
+         ("testing_list.txt", "line", "ghost_nohash_0.wav")),
+    Case("speech: --set features.normalize=\"loudness\"", SPEECH,
+         lambda tmp: _speech_run(_clips(tmp), tmp, "--set", 'features.normalize="loudness"'),
+         ("features.normalize", "batch", "utterance")),
+    Case("speech: predict, missing clip", SPEECH, sp_predict_missing_clip,
+         ("no_such.wav",)),
+    Case("defects: truncated PNG", DEFECTS, d_truncated_png,
+         ("scratch", ".png", "cannot decode the image")),
+    Case("defects: non-image file with an image name", DEFECTS, d_not_an_image,
+         ("ok_99.png", "cannot decode the image (damaged, or not an image file)")),
+    Case("defects: empty class folder", DEFECTS, d_empty_class, ("dent",)),
+    Case("defects: file name the prefix pattern does not match", DEFECTS, d_prefix_mismatch,
+         ("IMG0001.png",)),
+    Case("defects: anomaly mode without a good-part class", DEFECTS, d_no_good_class,
+         ("--good-classes",)),
+    Case("defects: VOC XML that is not well-formed", DEFECTS, d_broken_voc, (".xml",)),
+    Case("defects: predict, missing image", DEFECTS, d_predict_missing_image,
+         ("no_such.png",)),
     Case("serve: --grpc-port 99999", FRONT, s_serve("--grpc-port", "99999"),
          ("argument --grpc-port: expected from 0 to 65535, got 99999",)),
     Case("serve: --rest-port 99999", FRONT, s_serve("--rest-port", "99999"),

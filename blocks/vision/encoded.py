@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from blocks.vision.errors import ImageError
 
@@ -48,6 +48,9 @@ def check_encoded(path: str, data: bytes, formats: tuple[str, ...], expected: st
             width, height = image.size
     except ImageError:
         raise
+    except UnidentifiedImageError as e:
+        raise ImageError(f"{path}: cannot decode the image (damaged, or not an image "
+                         f"file); {expected}") from e
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... on bad data
         raise ImageError(f"{path}: cannot decode the image ({type(e).__name__}: {e}); "
                          f"{expected}") from e
