@@ -1,8 +1,11 @@
-"""A run whose disk fills up stops with a clear error (exit status 4) and leaves what was
-written before as it was: a file-size limit stands in for a full disk."""
+"""A run whose disk fills up, or whose workspace is read-only, stops with a clear error
+(exit status 4) and leaves what was written before as it was: a file-size limit stands in
+for a full disk; a read-only bind mount (in a private mount namespace) is the read-only
+workspace."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -53,3 +56,36 @@ def test_a_full_disk_stops_the_run_cleanly(raw, tmp_path, limit, where):
         assert [(p / "_SUCCESS").exists() for p in written] == [True]
     assert (version / "saved_model.pb").read_bytes() == b"the model served before"
     assert sorted(p.name for p in version.parent.iterdir()) == ["1700000000"]
+
+
+# Mounts $1 read-only over itself in a private mount namespace, then runs the rest.
+READ_ONLY = 'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && shift && exec "$@"'
+
+
+def _read_only_works(path) -> bool:
+    if not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", READ_ONLY, "sh", str(path), "true"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+def test_a_read_only_workspace_stops_the_run_cleanly(raw, tmp_path):
+    workspace = tmp_path / "ws"
+    version = workspace / "serving" / "models" / "sensor_vibration" / "1700000000"
+    version.mkdir(parents=True)
+    (version / "saved_model.pb").write_bytes(b"the model served before")
+    if not _read_only_works(workspace):
+        pytest.skip("this machine cannot mount a read-only bind mount (unshare -m)")
+    result = subprocess.run(["unshare", "-m", "sh", "-c", READ_ONLY, "sh", str(workspace),
+                             sys.executable, "-c", RUN, str(1 << 40), raw, str(workspace)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 4, result.stderr[-2000:]
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "cannot write:" in error[0], result.stderr[-2000:]
+    assert str(workspace) in error[0] and "Read-only file system" in error[0]
+    assert "Traceback" not in result.stderr
+    assert sorted(p.relative_to(workspace).as_posix() for p in workspace.rglob("*")) == [
+        "serving", "serving/models", "serving/models/sensor_vibration",
+        "serving/models/sensor_vibration/1700000000",
+        "serving/models/sensor_vibration/1700000000/saved_model.pb"]
