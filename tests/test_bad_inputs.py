@@ -243,6 +243,14 @@ def m_dicom_wrong_syntax(tmp):
     return _medical_run(_dicom_folder(tmp, syntax), tmp, "--format", "dicom")
 
 
+def m_dicom_unknown_syntax(tmp):
+    def syntax(path):
+        # A transfer syntax UID no standard defines (same length as the one written).
+        raw = path.read_bytes()
+        path.write_bytes(raw.replace(b"1.2.840.10008.1.2.1\0", b"1.2.840.99999.9.9.9\0", 1))
+    return _medical_run(_dicom_folder(tmp, syntax), tmp, "--format", "dicom")
+
+
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(
         ">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
@@ -494,6 +502,8 @@ CASES = [
          (".dcm", "no pixel data")),
     Case("medical: DICOM whose pixel data its transfer syntax cannot decode", MEDICAL,
          m_dicom_wrong_syntax, (".dcm", "cannot decode the pixel data (RLE Lossless)")),
+    Case("medical: DICOM with an unknown transfer syntax", MEDICAL, m_dicom_unknown_syntax,
+         (".dcm", "1.2.840.99999.9.9.9")),
     Case("medical: decompression bomb", MEDICAL, m_decompression_bomb,
          ("IM-9999-0001.png", "decompression bomb")),
     Case("medical: --image-size 4", MEDICAL, m_image_size,
@@ -600,6 +610,9 @@ def test_bad_input_stops_cleanly(case, tmp_path, monkeypatch):
     for fragment in case.fragments:
         assert fragment in err, (fragment, err)
     assert "Traceback" not in out + err
+    # Only the error itself: no raw Python warning or library log line reaches the user.
+    assert not [line for line in err.splitlines() if "Warning" in line or line[:1] in "WIE"
+                and line[1:5].isdigit()], err
     assert [_tree(p) for p in watched] == before
 
 

@@ -94,17 +94,19 @@ class App:
         raise NotImplementedError
 
     def pipeline_spec(self, **fields: Any):
-        """The AppSpec of this app: the pipeline named after its command, its
+        """The AppSpec of this app: the pipeline named after its command (unless ``fields``
+        name another, e.g. for a mode with models of its own), its
         ``apps.<name>.preprocessing.preprocessing_fn``, ``apps.<name>.trainer.fit`` and config
         class, and ``fields`` (eval_config, label_key, model_input_key, splits, tflite...)."""
         from pipelines.builder import AppSpec
 
         package = f"apps.{self.name}"
-        return AppSpec(
-            name=self.command, package=package,
-            preprocessing_fn=importlib.import_module(f"{package}.preprocessing").preprocessing_fn,
-            fit=importlib.import_module(f"{package}.trainer").fit,
-            config_class=self.config_class, **fields)
+        return AppSpec(**{
+            "name": self.command, "package": package,
+            "preprocessing_fn": importlib.import_module(
+                f"{package}.preprocessing").preprocessing_fn,
+            "fit": importlib.import_module(f"{package}.trainer").fit,
+            "config_class": self.config_class, **fields})
 
     def metric_lines(self, metrics: dict[str, dict[str, float]], config: Any,
                      ingested) -> list[str]:

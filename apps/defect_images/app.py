@@ -11,6 +11,7 @@ from typing import Any
 from apps.base.app import App, Progress
 from apps.defect_images.config import (
     ANOMALY_METHODS, FORMATS, MODEL_KINDS, MODEL_NAMES, MODES, DefectConfig, parse_range)
+from apps.defect_images.features import IMAGE_XF, IS_DEFECT, LABEL, SPLITS
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -139,9 +140,13 @@ class DefectImages(App):
     # -- pipeline and results --------------------------------------------------------------
 
     def spec(self, config: DefectConfig):
-        from apps.defect_images.pipeline import spec
+        from apps.defect_images.pipeline import eval_config
 
-        return spec(config)
+        anomaly = config.mode == "anomaly"
+        return self.pipeline_spec(
+            name=f"{self.command}-anomaly" if anomaly else self.command,
+            eval_config=eval_config, label_key=IS_DEFECT if anomaly else LABEL,
+            model_input_key=IMAGE_XF, splits=SPLITS, trainer_eval_split="validation")
 
     def metric_lines(self, metrics, config: DefectConfig, ingested) -> list[str]:
         if config.mode == "anomaly":

@@ -1,16 +1,19 @@
-"""The defect-images app's specs for the shared pipeline builder, one per mode.
+"""The defect-images app's TFMA configs, one per mode (``DefectImages.spec`` builds the
+pipeline spec of each: ``defect-images`` and ``defect-images-anomaly``).
 
-The two modes are two pipelines (``defect-images`` and ``defect-images-anomaly``) serving two
-models: each compares a candidate only with the last blessed model of its own kind.
+The two modes are two pipelines serving two models: each compares a candidate only with the
+last blessed model of its own kind. Anomaly mode's TFLite files take the decoded image and
+return the logits (-z / 2, z / 2) of the decision (z = (score - threshold) / scale): the
+TFLite check compares their argmax with the served decision and with is_defect (accuracy at
+the threshold). In both modes the Trainer validates on "validation"; only the Evaluator sees
+"eval".
 """
 
 from __future__ import annotations
 
-from apps.defect_images import preprocessing, trainer
 from apps.defect_images.config import DefectConfig
 from apps.defect_images.features import (
-    CLASS_NAME, DECISION_SCORE, DEFECT_SIZE, IMAGE_XF, IS_DEFECT, LABEL, SPLITS)
-from pipelines.builder import AppSpec
+    CLASS_NAME, DECISION_SCORE, DEFECT_SIZE, IS_DEFECT, LABEL)
 from pipelines.eval_config import gated_metric, model_spec
 
 SLICES = (CLASS_NAME, DEFECT_SIZE)
@@ -73,38 +76,7 @@ def anomaly_eval_config(config: DefectConfig):
         + [tfma.SlicingSpec(feature_keys=[f]) for f in SLICES])
 
 
-CLASSIFY_SPEC = AppSpec(
-    name="defect-images",
-    package="apps.defect_images",
-    preprocessing_fn=preprocessing.preprocessing_fn,
-    fit=trainer.fit,
-    config_class=DefectConfig,
-    eval_config=classify_eval_config,
-    label_key=LABEL,
-    model_input_key=IMAGE_XF,
-    splits=SPLITS,
-    trainer_eval_split="validation",
-)
-
-# The TFLite files take the decoded image and return the logits (-z / 2, z / 2) of the
-# decision (z = (score - threshold) / scale): the TFLite check compares their argmax with the
-# served decision and with is_defect (accuracy at the threshold).
-ANOMALY_SPEC = AppSpec(
-    name="defect-images-anomaly",
-    package="apps.defect_images",
-    preprocessing_fn=preprocessing.preprocessing_fn,
-    fit=trainer.fit,
-    config_class=DefectConfig,
-    eval_config=anomaly_eval_config,
-    label_key=IS_DEFECT,
-    model_input_key=IMAGE_XF,
-    splits=SPLITS,
-    trainer_eval_split="validation",
-)
-
-SPECS = {"classify": CLASSIFY_SPEC, "anomaly": ANOMALY_SPEC}
-
-
-def spec(config: DefectConfig) -> AppSpec:
-    """The pipeline spec of ``config.mode``."""
-    return SPECS[config.mode]
+def eval_config(config: DefectConfig):
+    """The mode's TFMA config."""
+    return anomaly_eval_config(config) if config.mode == "anomaly" else \
+        classify_eval_config(config)

@@ -9,6 +9,7 @@ from typing import Any
 
 from apps.base.app import App, Progress, classifier_metric_lines
 from apps.speech.config import FORMATS, MODEL_KINDS, MODES, SpeechConfig, with_model_kind
+from apps.speech.features import AUDIO_XF, LABEL, SPLITS, TRANSCRIPT
 
 # Summary label -> TFMA metric name (transcribe mode).
 TRANSCRIBE_METRICS = {"CER": "character_error_rate", "string accuracy": "string_accuracy"}
@@ -128,9 +129,16 @@ class Speech(App):
         return lines
 
     def spec(self, config: SpeechConfig):
-        from apps.speech.pipeline import spec
+        from apps.speech.pipeline import OPTIONAL_INT8, eval_config
+        from pipelines.builder import TFLiteSpec
 
-        return spec(config)
+        transcribe = config.mode == "transcribe"
+        return self.pipeline_spec(
+            name=f"{self.command}-transcribe" if transcribe else self.command,
+            eval_config=eval_config, label_key=TRANSCRIPT if transcribe else LABEL,
+            model_input_key=AUDIO_XF, splits=SPLITS, trainer_eval_split="validation",
+            tflite=TFLiteSpec(optional_variants=("int8",) if transcribe
+                              else OPTIONAL_INT8[config.kind]))
 
     def metric_lines(self, metrics, config: SpeechConfig, ingested) -> list[str]:
         lines = []

@@ -1,12 +1,18 @@
-"""The speech app's specs for the shared pipeline builder, one per mode."""
+"""The speech app's TFMA configs, one per mode (``Speech.spec`` builds the pipeline spec of
+each: ``speech`` and ``speech-transcribe``).
+
+Transcribe mode is a pipeline of its own: its models are blessed against the last blessed
+transcriber, never a keyword model. Its TFLite files hold the acoustic model (PCM -> per-frame
+probabilities); their report compares those with the served model's (agreement: the
+transcript is not a transformed feature), and decoding runs beside the .tflite (greedy CTC,
+``apps.speech.ctc.greedy_decode``). In both modes the Trainer validates on "validation"; only
+the Evaluator sees "eval".
+"""
 
 from __future__ import annotations
 
-from apps.speech import preprocessing, trainer
 from apps.speech.config import SpeechConfig
-from apps.speech.features import (
-    AUDIO_XF, LABEL, N_DIGITS, SPEAKER, SPLITS, TRANSCRIPT)
-from pipelines.builder import AppSpec, TFLiteSpec
+from apps.speech.features import LABEL, N_DIGITS, SPEAKER, TRANSCRIPT
 
 # The TFMA metrics of transcribe mode, by module path (imported by the Evaluator, not here:
 # it loads Beam).
@@ -14,7 +20,7 @@ METRICS_MODULE = f"{__package__}.metrics"
 TRANSCRIPT_KEY = "digits"  # the served output holding the decoded string
 # Full-integer quantization of recurrent and attention graphs may not convert: the int8
 # file is then reported as skipped instead of failing the export.
-_OPTIONAL_INT8 = {"dscnn": (), "kwt": ("int8",), "crnn": ("int8",)}
+OPTIONAL_INT8 = {"dscnn": (), "kwt": ("int8",), "crnn": ("int8",)}
 
 
 def keyword_eval_config(config: SpeechConfig):
@@ -88,50 +94,3 @@ def eval_config(config: SpeechConfig):
     if config.mode == "transcribe":
         return transcribe_eval_config(config)
     return keyword_eval_config(config)
-
-
-KEYWORDS = AppSpec(
-    name="speech",
-    package="apps.speech",
-    preprocessing_fn=preprocessing.preprocessing_fn,
-    fit=trainer.fit,
-    config_class=SpeechConfig,
-    eval_config=eval_config,
-    label_key=LABEL,
-    model_input_key=AUDIO_XF,
-    splits=SPLITS,
-    trainer_eval_split="validation",
-)
-
-# The TFLite files hold the acoustic model (PCM -> per-frame probabilities); their report
-# compares those with the served model's. The transcript is not a transformed feature, so
-# the report shows agreement, not accuracy; decoding runs beside the .tflite (greedy CTC,
-# ``apps.speech.ctc.greedy_decode``).
-# A pipeline of its own: its models are blessed against the last blessed transcriber,
-# never against a keyword model.
-TRANSCRIBE = AppSpec(
-    name="speech-transcribe",
-    package="apps.speech",
-    preprocessing_fn=preprocessing.preprocessing_fn,
-    fit=trainer.fit,
-    config_class=SpeechConfig,
-    eval_config=eval_config,
-    label_key=TRANSCRIPT,
-    model_input_key=AUDIO_XF,
-    splits=SPLITS,
-    trainer_eval_split="validation",
-)
-
-
-def spec(config: SpeechConfig) -> AppSpec:
-    """The spec of the config's mode and model family."""
-    base = TRANSCRIBE if config.mode == "transcribe" else KEYWORDS
-    optional = ("int8",) if config.mode == "transcribe" else _OPTIONAL_INT8[config.kind]
-    if not optional:
-        return base
-    import dataclasses  # noqa: PLC0415
-
-    return dataclasses.replace(base, tflite=TFLiteSpec(optional_variants=optional))
-
-
-SPEC = KEYWORDS  # the default mode's spec (``spec(config)`` picks by mode and family)

@@ -7,7 +7,9 @@ command lines using this module start fast. Bad files raise ``ImageError`` namin
 from __future__ import annotations
 
 import io
+import logging
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,12 +69,23 @@ def read_dicom(path: str, default_window: Sequence[float] | None = None
         raise ImageError(f"{path}: unsupported PhotometricInterpretation "
                          f"{photometric or '(missing)'!r}; expected a grayscale image "
                          "(MONOCHROME1 or MONOCHROME2)")
-    try:
-        pixels = ds.pixel_array
-    except Exception as e:  # missing decoder plugin, inconsistent attributes, short data
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        name = getattr(syntax, "name", None) or str(syntax or "unknown transfer syntax")
-        raise ImageError(f"{path}: cannot decode the pixel data ({name}): {e}") from e
+    # pydicom warns (and logs) what it suspects while decoding: part of the error if decoding
+    # fails, not printed as a raw Python warning or log line.
+    pydicom_log = logging.getLogger("pydicom")
+    level = pydicom_log.level
+    pydicom_log.setLevel(logging.ERROR)
+    with warnings.catch_warnings(record=True) as suspected:
+        warnings.simplefilter("always")
+        try:
+            pixels = ds.pixel_array
+        except Exception as e:  # missing decoder plugin, inconsistent attributes, short data
+            syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+            name = getattr(syntax, "name", None) or str(syntax or "unknown transfer syntax")
+            hints = "".join(f" ({w.message})" for w in suspected)
+            raise ImageError(f"{path}: cannot decode the pixel data ({name}): {e}{hints}") \
+                from e
+        finally:
+            pydicom_log.setLevel(level)
     pixels = np.asarray(pixels)
     if pixels.ndim == 3:  # multi-frame: the first frame
         pixels = pixels[0]
