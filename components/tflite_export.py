@@ -9,7 +9,9 @@ recall@k and top-k agreement with the Keras scoring model. Variants named option
 not convert are listed under ``skipped`` with the reason. The edge version folder appears
 complete or not at all. TFT vocabularies and parsing stay outside the .tflite: the files
 take the transformed model input (float32 or integer ids), and the TFT vocabularies named
-in ``vocabularies`` are copied beside them as ``<name>.txt``.
+in ``vocabularies`` are copied beside them as ``<name>.txt``. A model that converts to no
+variant at all (an operation the converter cannot lower) gets a report with no variants and
+the converter's reason under ``skipped["all variants"]``: the push stands.
 """
 
 import glob
@@ -25,6 +27,7 @@ from tfx.types import standard_artifacts
 from tfx.types.artifact import Artifact
 
 REPORT = "report.json"
+ALL_VARIANTS = "all variants"  # the key under ``skipped`` when the model converts to none
 
 
 class EdgeModels(Artifact):
@@ -101,10 +104,16 @@ def export_edge_models(
     try:
         core_dir = os.path.join(staging, "core_model")
         export_core_model(keras_model, core_dir)
-        paths, skipped = tflite.convert_variants(core_dir, staging, x_train,
-                                                 optional=optional_variants)
+        try:
+            paths, skipped = tflite.convert_variants(core_dir, staging, x_train,
+                                                     optional=optional_variants)
+        except tflite.ConversionError as e:
+            # The model is pushed and serves; only its edge files cannot be made: recorded
+            # in the report (and the run summary), not a failed run after the push.
+            paths, skipped = {}, {ALL_VARIANTS: f"the model does not convert: {e}"}
         shutil.rmtree(core_dir)
-        report = tflite.evaluate(paths, x_eval, reference, labels, top_k=top_k or None)
+        report = (tflite.evaluate(paths, x_eval, reference, labels, top_k=top_k or None)
+                  if paths else {"variants": {}, "n_examples": len(x_eval)})
         for variant in report["variants"].values():  # where the files are once in place
             variant["path"] = os.path.join(edge_dir, os.path.basename(variant["path"]))
         copied = {}

@@ -65,7 +65,9 @@ def build_model(config: VibrationConfig) -> keras.Model:
             if len(m.filters) > 1:
                 x = _conv_block(x, m.filters[1], 3, name="block1")
             recurrent = layers.LSTM if m.kind == "lstm" else layers.GRU
-            x = recurrent(m.rnn_units, name=m.kind)(x)
+            # Unrolled over the (static) frames: the TFLite converter cannot lower the loop
+            # of a recurrent layer with a dynamic batch, and the default preset has few frames.
+            x = recurrent(m.rnn_units, unroll=True, name=m.kind)(x)
     if m.dense_units > 0:
         x = layers.Dense(m.dense_units, activation="relu", name="dense")(x)
         x = layers.Dropout(m.dropout, name="dropout")(x)

@@ -15,13 +15,14 @@ import tensorflow as tf
 
 from apps.sensor_vibration import data, preprocessing
 from apps.sensor_vibration.app import APP
-from apps.sensor_vibration.config import MODEL_KINDS, VibrationConfig
+from apps.sensor_vibration.config import MODEL_KINDS, VibrationConfig, with_model_kind
 from apps.sensor_vibration.features import LABEL, SIGNAL, SIGNAL_XF
 from apps.sensor_vibration.model import build_model
 from components import transform_local
 from pipelines.trainer import WARMUP_EXAMPLES, serving_examples
 from serving import export, warmup
 from suite import examples_io
+from suite.config import replace_path
 from tests import harness
 
 TINY = VibrationConfig.preset("tiny")
@@ -155,3 +156,41 @@ def test_spectral_model_reads_the_welch_log_power_spectrum():
     with pytest.raises(ValueError, match="model.first_kernel"):
         build_model(dataclasses.replace(config, model=dataclasses.replace(
             config.model, first_kernel=CONFIG.data.window + 1)))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_recurrent_models_convert_to_every_tflite_variant(kind, prepared, tmp_path):
+    config = replace_path(with_model_kind(CONFIG, kind), "train.epochs", 1)
+    model_dir, _ = harness.check_export(APP, config, prepared, tmp_path / "model")
+    report = harness.check_tflite(APP, config, prepared, model_dir, tmp_path / "edge")
+    assert sorted(report["variants"]) == ["dynamic_range", "float16", "float32", "int8"]
+    assert report["skipped"] == {}
+
+
+def test_a_model_that_does_not_convert_is_recorded_not_a_failed_run(prepared, tmp_path):
+    """A GRU left as a loop over a dynamic batch: the converter cannot lower it."""
+    from apps.sensor_vibration import trainer
+    from components.tflite_export import ALL_VARIANTS, export_edge_models
+
+    transform_output = prepared.inputs.transform_output
+    shape = transform_output.transformed_feature_spec()[SIGNAL_XF].shape
+    inputs = tf.keras.Input(tuple(shape), name=SIGNAL_XF)
+    looped = tf.keras.layers.GRU(4, name="gru")(inputs)
+    outputs = tf.keras.layers.Dense(len(CONFIG.data.classes), activation="softmax",
+                                    name="probabilities")(looped)
+    model_dir = export.export_serving_model(
+        tf.keras.Model(inputs, outputs), transform_output, str(tmp_path / "model"),
+        trainer.export_spec(CONFIG), model_name=APP.name)
+    edge_dir = tmp_path / "edge" / "1"
+    report = export_edge_models(
+        model_dir, str(edge_dir),
+        train_examples=examples_io.first_examples(prepared.files("train"), 16),
+        eval_examples=examples_io.first_examples(prepared.files("eval"), 8),
+        transform_output_dir=os.path.dirname(
+            transform_output.transform_savedmodel_dir.rstrip("/")),
+        label_key=LABEL, model_input_key=SIGNAL_XF)
+    assert report["variants"] == {} and list(report["skipped"]) == [ALL_VARIANTS]
+    assert "does not convert" in report["skipped"][ALL_VARIANTS]
+    assert "TensorList" in report["skipped"][ALL_VARIANTS]  # the converter's own reason
+    assert os.listdir(edge_dir) == ["report.json"]
+    assert json.loads((edge_dir / "report.json").read_text()) == report
