@@ -4,7 +4,9 @@ Formats (``DataConfig.format``; column names, separator and time format can be o
 - ``session-tsv``: ``SessionId<TAB>ItemId<TAB>Time`` (unix seconds), header line optional
   (the GRU4Rec / YOOCHOOSE preprocessing);
 - ``diginetica``: ``sessionId;userId;itemId;timeframe;eventdate`` with a header, the time
-  being the event date plus ``timeframe`` milliseconds (CIKM Cup 2016 item views);
+  being the event date plus ``timeframe`` milliseconds (CIKM Cup 2016 item views); header
+  names match whatever their case and separators (``session_id;user_id;item_id;...``, as
+  public session-recommendation code ships the file, reads too);
 - ``movielens``: ``user item rating timestamp`` separated by tabs or spaces, no header
   (MovieLens ``u.data``): a user's chronological history is the sequence;
 - ``csv``: a header naming the session (or user), item and time columns, any separator,
@@ -28,6 +30,7 @@ import csv
 import dataclasses
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -79,6 +82,12 @@ LAYOUTS: dict[str, Layout] = {
                         "timestamp", "", "", "unix", True),
     "csv": Layout(",", True, (), "session_id", "item_id", "timestamp", "", "", "iso", False),
 }
+
+
+def column_key(name: str) -> str:
+    """A column name as header names are compared: lower case, no spaces, underscores or
+    dashes (the CIKM Cup file's ``sessionId`` is the published code's ``session_id``)."""
+    return re.sub(r"[\s_\-]", "", name).lower()
 
 
 def layout(config: DataConfig) -> Layout:
@@ -189,9 +198,12 @@ class _Reader:
         return roles
 
     def set_columns(self, names: Sequence[str], line: int, from_header: bool) -> None:
-        """Finds each role's column among ``names`` (a header, or the format's columns)."""
+        """Finds each role's column among ``names`` (a header, or the format's columns);
+        names match whatever their case and word separators (``sessionId``, ``session_id``
+        and ``Session ID`` alike)."""
         roles = self.roles()
-        missing = [c for c in roles.values() if c not in names]
+        keys = [column_key(n) for n in names]
+        missing = [c for c in roles.values() if column_key(c) not in keys]
         if missing:
             sep = self.layout.separator
             if len(names) == 1 and len(roles) > 1:
@@ -204,7 +216,7 @@ class _Reader:
                                       f"{list(names)}")
             raise self.fail(line, f"column(s) {missing} need a header line naming them; "
                                   f"without one the columns are {list(names)}")
-        self.positions = {role: list(names).index(name) for role, name in roles.items()}
+        self.positions = {role: keys.index(column_key(name)) for role, name in roles.items()}
 
     def _id(self, text: str, line: int, column: str) -> str:
         value = text.strip()
@@ -283,8 +295,9 @@ def read_events(path: str, config: DataConfig) -> EventLog:
                     first = False
                     names = [c.strip() for c in fields]
                     # Detected: a first line naming every column the layout reads.
+                    keys = {column_key(n) for n in names}
                     is_header = lay.header if lay.header is not None else all(
-                        c in names for c in reader.roles().values())
+                        column_key(c) in keys for c in reader.roles().values())
                     if is_header:
                         reader.set_columns(names, number, from_header=True)
                         continue

@@ -90,6 +90,20 @@ def test_diginetica_time_is_the_date_plus_the_timeframe(tmp_path):
         ("32118", "81766", "31331")]
 
 
+@pytest.mark.parametrize("header", ["session_id;user_id;item_id;timeframe;eventdate",
+                                    "SESSION ID;User-Id;ItemId;Timeframe;EventDate"])
+def test_diginetica_header_names_match_whatever_their_case_and_separators(tmp_path, header):
+    camel = _write(tmp_path / "camel.csv", "sessionId;userId;itemId;timeframe;eventdate\n"
+                   "1;NA;81766;526309;2016-05-09\n1;NA;31331;1031018;2016-05-09\n")
+    other = _write(tmp_path / "other.csv", header + "\n"
+                   "1;NA;81766;526309;2016-05-09\n1;NA;31331;1031018;2016-05-09\n")
+    config = DataConfig(format="diginetica")
+    expected = data.read_events(camel, config)
+    got = data.read_events(other, config)
+    assert (got.sessions, got.items, got.times) == (expected.sessions, expected.items,
+                                                    expected.times)
+
+
 # ------------------------------------------------------------------ bad input
 
 
