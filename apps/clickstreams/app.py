@@ -8,7 +8,8 @@ import os
 from typing import Any
 
 from apps.base.app import App, Progress
-from apps.clickstreams.config import FORMATS, LOSSES, MODEL_KINDS, ClickstreamConfig
+from apps.clickstreams.config import (
+    FORMATS, LOSSES, MISSING_CUSTOMER, MODEL_KINDS, SESSION_KEYS, ClickstreamConfig)
 from apps.clickstreams.features import ITEM_IDS, LABEL, VOCABULARY
 
 
@@ -42,6 +43,12 @@ class Clickstreams(App):
         parser.add_argument("--columns", metavar="SESSION,ITEM,TIME[,EVENT]",
                             help="column names of the session (or user), item, time and "
                                  "optionally event type (csv and other logs with a header)")
+        parser.add_argument("--session-key", choices=SESSION_KEYS,
+                            help="orders format: a sequence is a customer's purchases "
+                                 "(default) or one order's lines")
+        parser.add_argument("--missing-customer", choices=MISSING_CUSTOMER,
+                            help="orders format: drop lines without a customer (default), "
+                                 "or read each such order as its own sequence")
         parser.add_argument("--time-format",
                             help="unix, unix_ms, iso or a strptime pattern such as "
                                  "'%%Y-%%m-%%d %%H:%%M'")
@@ -54,6 +61,8 @@ class Clickstreams(App):
                          columns, strict=False))
         return {**{f"data.{k}": v for k, v in names.items()},
                 "data.separator": args.separator, "data.time_format": args.time_format,
+                "data.session_key": args.session_key,
+                "data.missing_customer": args.missing_customer,
                 "train.loss": args.loss}
 
     def demo_data(self, folder: str, config: ClickstreamConfig, progress: Progress) -> str:

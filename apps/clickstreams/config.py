@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 
 from suite.config import AppConfig, TrainBase
 
-FORMATS: tuple[str, ...] = ("session-tsv", "diginetica", "movielens", "csv")
+FORMATS: tuple[str, ...] = ("session-tsv", "diginetica", "movielens", "csv", "orders")
+SESSION_KEYS: tuple[str, ...] = ("customer", "order")  # the orders layout's sequences
+MISSING_CUSTOMER: tuple[str, ...] = ("drop", "order")
 MODEL_KINDS: tuple[str, ...] = ("sasrec", "gru")
 LOSSES: tuple[str, ...] = ("full", "sampled")
 
@@ -32,6 +34,11 @@ class DataConfig:
     # "unix" (seconds), "unix_ms", "iso" (ISO 8601, UTC when no zone) or a strptime pattern.
     time_format: str = ""
     numeric_ids: bool | None = None  # session and item ids must be non-negative integers
+    # The orders layout (one row per order line): a sequence is a customer's purchase history
+    # ("customer") or one order's lines ("order"); lines without a customer are dropped
+    # ("drop") or each order is its own sequence ("order").
+    session_key: str = "customer"
+    missing_customer: str = "drop"
     max_history: int = 20  # the last N items of a history written per example
     min_session_length: int = 2  # shorter sessions (or user histories) are dropped
     # The newest events are the eval split: those in the last eval_days before the newest
@@ -97,7 +104,9 @@ class ClickstreamConfig(AppConfig):
     serving: ServingConfig = field(default_factory=ServingConfig)
     model_name: str = "clickstreams"
 
-    CHOICES = {"data.format": FORMATS, "model.kind": MODEL_KINDS, "train.loss": LOSSES}
+    CHOICES = {"data.format": FORMATS, "data.session_key": SESSION_KEYS,
+               "data.missing_customer": MISSING_CUSTOMER, "model.kind": MODEL_KINDS,
+               "train.loss": LOSSES}
     # The metrics rank 20 items.
     AT_LEAST = {**AppConfig.AT_LEAST, "serving.top_k": 20}
 

@@ -10,7 +10,13 @@ Formats (``DataConfig.format``; column names, separator and time format can be o
 - ``movielens``: ``user item rating timestamp`` separated by tabs or spaces, no header
   (MovieLens ``u.data``): a user's chronological history is the sequence;
 - ``csv``: a header naming the session (or user), item and time columns, any separator,
-  times as unix seconds, milliseconds, ISO 8601 or a strptime pattern.
+  times as unix seconds, milliseconds, ISO 8601 or a strptime pattern;
+- ``orders``: one row per order line, as retailers export them (the Online Retail layout:
+  ``InvoiceNo,StockCode,Description,Quantity,InvoiceDate_epoch_s,UnitPrice,CustomerID,...``):
+  a sequence is a customer's purchase history (``session_key`` "customer") or one order
+  (``"order"``); cancelled orders (an order id starting with C) and lines of quantity 0 or
+  less are dropped, and lines without a customer are dropped or each order is its own
+  sequence (``missing_customer``). What was dropped is counted in the summary.
 An optional event-type column (view, cart, purchase...) is kept as a feature.
 
 The whole file is read and validated before anything is written: a bad row raises a
@@ -33,7 +39,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -70,6 +76,9 @@ class Layout:
     event: str  # "" = none
     time_format: str
     numeric_ids: bool
+    order: str = ""  # the order (invoice) id column: "" = none
+    quantity: str = ""  # the quantity column: "" = none
+    missing_customer: str = "drop"  # the orders layout: see DataConfig
 
 
 LAYOUTS: dict[str, Layout] = {
@@ -81,6 +90,8 @@ LAYOUTS: dict[str, Layout] = {
     "movielens": Layout(" ", False, ("user", "item", "rating", "timestamp"), "user", "item",
                         "timestamp", "", "", "unix", True),
     "csv": Layout(",", True, (), "session_id", "item_id", "timestamp", "", "", "iso", False),
+    "orders": Layout(",", True, (), "CustomerID", "StockCode", "InvoiceDate_epoch_s", "", "",
+                     "unix", False, order="InvoiceNo", quantity="Quantity"),
 }
 
 
@@ -102,8 +113,13 @@ def layout(config: DataConfig) -> Layout:
         "event": config.event_column, "time_format": config.time_format,
         "numeric_ids": config.numeric_ids,
     }
-    return dataclasses.replace(base, **{k: v for k, v in overrides.items()
-                                        if v is not None and v != ""})
+    lay = dataclasses.replace(base, **{k: v for k, v in overrides.items()
+                                       if v is not None and v != ""})
+    if lay.order:
+        lay = dataclasses.replace(lay, missing_customer=config.missing_customer)
+        if config.session_key == "order" and not config.session_column:
+            lay = dataclasses.replace(lay, session=lay.order)
+    return lay
 
 
 def _check_config(config: DataConfig) -> None:
@@ -158,6 +174,10 @@ class EventLog:
     items: list[str]
     times: list[float]
     events: list[str] | None  # event types, when the layout has an event column
+    dropped: dict[str, int] = field(default_factory=dict)  # rows left out, by reason
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
 
 def _split_line(line: str, separator: str) -> list[str]:
@@ -195,6 +215,10 @@ class _Reader:
             roles["time_offset"] = lay.time_offset
         if lay.event:
             roles["event"] = lay.event
+        if lay.order:
+            roles["order"] = lay.order
+        if lay.quantity:
+            roles["quantity"] = lay.quantity
         return roles
 
     def set_columns(self, names: Sequence[str], line: int, from_header: bool) -> None:
@@ -217,6 +241,12 @@ class _Reader:
             raise self.fail(line, f"column(s) {missing} need a header line naming them; "
                                   f"without one the columns are {list(names)}")
         self.positions = {role: keys.index(column_key(name)) for role, name in roles.items()}
+
+    def _number(self, text: str, line: int, column: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise self.fail(line, f"expected a number, got {text.strip()!r}", column) from None
 
     def _id(self, text: str, line: int, column: str) -> str:
         value = text.strip()
@@ -268,7 +298,18 @@ class _Reader:
             raise self.fail(line, f"expected at least {need} fields, got {len(fields)}: no "
                             f"value for column(s) {missing}")
         pos = self.positions
-        log.sessions.append(self._id(fields[pos["session"]], line, lay.session))
+        session = fields[pos["session"]]
+        if lay.order:
+            order = fields[pos["order"]].strip()
+            if order[:1] in ("C", "c"):
+                return log.drop("cancelled orders")
+            if lay.quantity and self._number(fields[pos["quantity"]], line, lay.quantity) <= 0:
+                return log.drop("quantity 0 or less")
+            if not session.strip():
+                if lay.missing_customer == "drop":
+                    return log.drop("no customer")
+                session = f"order {order}"
+        log.sessions.append(self._id(session, line, lay.session))
         log.items.append(self._id(fields[pos["item"]], line, lay.item))
         offset = fields[pos["time_offset"]] if "time_offset" in pos else None
         log.times.append(self._time(fields[pos["time"]], line, lay.time, offset))
@@ -460,7 +501,8 @@ def ingest(path: str, config: DataConfig, out_root: str,
         plan = plan_examples(seqs, config, path)
         if progress:
             progress(f"read {len(log.items)} events in {len(seqs) + dropped_short} sequences; "
-                     f"{dropped_short} shorter than {config.min_session_length} dropped")
+                     f"{dropped_short} shorter than {config.min_session_length} dropped"
+                     + "".join(f"; {n} rows left out: {why}" for why, n in log.dropped.items()))
         n = config.max_history
         baselines = ranking.fit_baselines(
             ((h[-1], nxt) for h, nxt in split_pairs(plan, "train", n)), plan.vocabulary)
@@ -477,6 +519,7 @@ def ingest(path: str, config: DataConfig, out_root: str,
             "events": len(log.items),
             "sequences": len(seqs),
             "dropped_short_sequences": dropped_short,
+            "dropped_rows": log.dropped,
             "eval_cutoff": datetime.fromtimestamp(plan.cutoff, timezone.utc).isoformat(),
             "dropped_eval_unknown_items": plan.dropped_eval,
             "catalog_size": len(plan.vocabulary),
@@ -559,6 +602,9 @@ def generate_synthetic(path: str, fmt: str = "session-tsv", *, n_sessions: int =
         rows.append("sessionId;userId;itemId;timeframe;eventdate")
     elif fmt == "csv":
         rows.append("session_id,item_id,timestamp,event_type")
+    elif fmt == "orders":
+        rows.append("InvoiceNo,StockCode,Description,Quantity,InvoiceDate_epoch_s,UnitPrice,"
+                    "CustomerID,Country")
     for s, (walk, start) in enumerate(zip(walks, starts.tolist(), strict=True), start=1):
         gaps = np.concatenate([[0.0], np.cumsum(rng.uniform(5.0, 120.0, len(walk) - 1))])
         for item, gap in zip(walk, gaps.tolist(), strict=True):
@@ -575,6 +621,19 @@ def generate_synthetic(path: str, fmt: str = "session-tsv", *, n_sessions: int =
             elif fmt == "movielens":
                 rating = int(rng.integers(1, 6))
                 rows.append(f"{s}\t{1000 + item}\t{rating}\t{int(moment)}")
+            elif fmt == "orders":
+                # One order per purchase of customer s; now and then a cancelled order, a
+                # returned line (negative quantity) or a line without a customer.
+                invoice, quantity, customer = f"{500000 + len(rows)}", 1 + int(rng.integers(6)), s
+                u = rng.random()
+                if u < 0.02:
+                    invoice = "C" + invoice
+                elif u < 0.04:
+                    quantity = -quantity
+                elif u < 0.06:
+                    customer = ""
+                rows.append(f"{invoice},{10000 + item},ITEM {item},{quantity},{int(moment)},"
+                            f"1.25,{customer},United Kingdom")
             else:
                 when = (datetime.fromtimestamp(0, timezone.utc) + timedelta(seconds=moment))
                 event = str(rng.choice(_EVENT_TYPES, p=_EVENT_P))

@@ -104,6 +104,40 @@ def test_diginetica_header_names_match_whatever_their_case_and_separators(tmp_pa
                                                     expected.times)
 
 
+ORDERS = ("InvoiceNo,StockCode,Description,Quantity,InvoiceDate_epoch_s,UnitPrice,CustomerID,"
+          "Country\n"
+          "536365,85123A,WHITE HEART,6.0,1291191960,2.55,17850,United Kingdom\n"
+          "536365,71053,WHITE LANTERN,6.0,1291191960,3.39,17850,United Kingdom\n"
+          "C536379,D,Discount,-1.0,1291194000,27.5,14527,United Kingdom\n"
+          "536380,22961,JAM JAR,-2.0,1291194100,1.45,17850,United Kingdom\n"
+          "536414,22139,RETROSPOT SET,56.0,1291195000,0.0,,United Kingdom\n"
+          "536414,22140,RETROSPOT BOX,3.0,1291195000,1.0,,United Kingdom\n"
+          "536520,21123,DOORMAT,2.0,1291280000,4.95,17850,United Kingdom\n")
+
+
+def test_orders_layout_reads_customer_histories_and_drops_what_is_not_a_purchase(tmp_path):
+    path = _write(tmp_path / "online_retail.csv", ORDERS)
+    log = data.read_events(path, DataConfig(format="orders"))
+    assert log.sessions == ["17850", "17850", "17850"]
+    assert log.items == ["85123A", "71053", "21123"] and log.times[-1] == 1291280000
+    assert log.dropped == {"cancelled orders": 1, "quantity 0 or less": 1, "no customer": 2}
+    by_order = data.read_events(path, DataConfig(format="orders", session_key="order",
+                                                 missing_customer="order"))
+    assert by_order.sessions == ["536365", "536365", "536414", "536414", "536520"]
+    kept = data.read_events(path, DataConfig(format="orders", missing_customer="order"))
+    assert kept.sessions == ["17850", "17850", "order 536414", "order 536414", "17850"]
+    assert kept.dropped == {"cancelled orders": 1, "quantity 0 or less": 1}
+
+
+def test_orders_layout_reads_its_generated_log_end_to_end(tmp_path):
+    path = data.generate_synthetic(str(tmp_path / "orders.csv"), "orders", n_sessions=200)
+    result = data.ingest(path, DataConfig(format="orders", min_item_count=1),
+                         str(tmp_path / "out"))
+    dropped = result.summary["dropped_rows"]
+    assert set(dropped) == {"cancelled orders", "quantity 0 or less", "no customer"}
+    assert sum(result.counts.values()) > 0
+
+
 # ------------------------------------------------------------------ bad input
 
 
