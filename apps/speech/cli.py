@@ -70,10 +70,11 @@ def _served(args, mode: str):
     return served, config
 
 
-def cmd_predict(args) -> int:
-    """Says which keyword each WAV clip holds, with a pushed model (a version folder or the
-    model base path) or through a model server (--server HOST:PORT). Every readable file is
-    answered; unreadable ones are listed and the exit status is 2."""
+def _answer(args, mode: str, remote, local):
+    """Reads the WAV files and answers the readable ones: through the server with
+    ``remote(SpeechClient, clips)``, or with the pushed model of ``mode`` with
+    ``local(config, served outputs)``; says where the answers come from. Returns (readable
+    files, the answers or None when no file was readable, (file, reason) of the others)."""
     cli.check_model_or_server(args)
     from suite.quiet import quiet
 
@@ -82,25 +83,40 @@ def cmd_predict(args) -> int:
         from apps.speech.client import SpeechClient
 
         files, clips, bad = _load(args.files, None)
-        if clips:
-            with cli.server_errors(args):
-                result = SpeechClient(args.server, model=args.model_name).predict(clips)
-            labels, probabilities = result.labels, result.probabilities
-            names = dict(zip(result.class_ids.tolist(), result.labels, strict=True))
-            print(f"server: {args.server} (model {args.model_name})")
-    else:
-        from apps.speech.data import serving_example
+        if not clips:
+            return files, None, bad
+        with cli.server_errors(args):
+            answers = remote(SpeechClient(args.server, model=args.model_name), clips)
+        print(f"server: {args.server} (model {args.model_name})")
+        return files, answers, bad
+    from apps.speech.data import serving_example
 
-        served, config = _served(args, "keywords")
-        files, clips, bad = _load(args.files, config.data.sample_rate_hz)
-        if clips:
-            outputs = served.predict([serving_example(c) for c in clips])
-            probabilities = outputs["probabilities"]
-            names = dict(enumerate(config.data.classes))
-            labels = [names[int(i)] for i in probabilities.argmax(axis=1)]
-            print(f"model: {served.model_dir}")
-    for path, label, p in zip(files, labels if clips else [], probabilities if clips else [],
-                              strict=True):
+    served, config = _served(args, mode)
+    files, clips, bad = _load(args.files, config.data.sample_rate_hz)
+    if not clips:
+        return files, None, bad
+    answers = local(config, served.predict([serving_example(c) for c in clips]))
+    print(f"model: {served.model_dir}")
+    return files, answers, bad
+
+
+def cmd_predict(args) -> int:
+    """Says which keyword each WAV clip holds, with a pushed model (a version folder or the
+    model base path) or through a model server (--server HOST:PORT). Every readable file is
+    answered; unreadable ones are listed and the exit status is 2."""
+    def remote(client, clips):
+        result = client.predict(clips)
+        return (result.labels, result.probabilities,
+                dict(zip(result.class_ids.tolist(), result.labels, strict=True)))
+
+    def local(config, outputs):
+        names = dict(enumerate(config.data.classes))
+        probabilities = outputs["probabilities"]
+        return [names[int(i)] for i in probabilities.argmax(axis=1)], probabilities, names
+
+    files, answers, bad = _answer(args, "keywords", remote, local)
+    labels, probabilities, names = answers or ([], [], {})
+    for path, label, p in zip(files, labels, probabilities, strict=True):
         print(f"{path}: {label}  (probability {p.max():.3f})")
         if args.verbose:
             for i in p.argsort()[::-1][:3]:
@@ -112,31 +128,16 @@ def cmd_transcribe(args) -> int:
     """Recognises the string of spoken digits in each WAV recording with a pushed
     transcriber (``speech run --mode transcribe``), or through a model server. Every
     readable file is answered; unreadable ones are listed and the exit status is 2."""
-    cli.check_model_or_server(args)
-    from suite.quiet import quiet
+    def remote(client, clips):
+        result = client.transcribe(clips)
+        return result.digits, result.scores
 
-    quiet()
-    if args.server:
-        from apps.speech.client import SpeechClient
+    def local(config, outputs):
+        return [d.decode() for d in outputs["digits"]], outputs["score"]
 
-        files, clips, bad = _load(args.files, None)
-        if clips:
-            with cli.server_errors(args):
-                result = SpeechClient(args.server, model=args.model_name).transcribe(clips)
-            digits, scores = result.digits, result.scores
-            print(f"server: {args.server} (model {args.model_name})")
-    else:
-        from apps.speech.data import serving_example
-
-        served, config = _served(args, "transcribe")
-        files, clips, bad = _load(args.files, config.data.sample_rate_hz)
-        if clips:
-            outputs = served.predict([serving_example(c) for c in clips])
-            digits = [d.decode() for d in outputs["digits"]]
-            scores = outputs["score"]
-            print(f"model: {served.model_dir}")
-    for path, text, score in zip(files, digits if clips else [], scores if clips else [],
-                                 strict=True):
+    files, answers, bad = _answer(args, "transcribe", remote, local)
+    digits, scores = answers or ([], [])
+    for path, text, score in zip(files, digits, scores, strict=True):
         print(f"{path}: {text or '(no digits)'}  (score {score:.3f})")
     return cli.report_unreadable(bad)
 

@@ -104,7 +104,8 @@ def test_strings_for_training_are_drawn_afresh_from_training_clips(prepared):
     assert not np.array_equal(second[0].numpy(), x.numpy())  # a new pass, new strings
 
 
-def test_a_crnn_trained_a_few_steps_with_ctc_learns_and_exports_the_string(prepared, tmp_path):
+def test_a_crnn_trained_a_few_steps_with_ctc_learns_and_exports_the_string(prepared, tmp_path,
+                                                                          capsys):
     model_dir, trained = harness.check_export(APP, CONFIG, prepared, tmp_path / "model")
     history = trained.metadata["history"]
     assert trained.metadata["kind"] == "crnn" and len(history) == CONFIG.train.epochs
@@ -125,3 +126,19 @@ def test_a_crnn_trained_a_few_steps_with_ctc_learns_and_exports_the_string(prepa
     assert trained.metadata["mode"] == "transcribe" and trained.metadata["blank_index"] == B
     assert APP.spec(CONFIG).name == "speech-transcribe" and CONFIG.model_name == \
         "speech_transcribe"
+    # `speech transcribe` on the same recordings as WAV files prints the served strings.
+    from apps.speech import cli
+    from apps.speech.features import AUDIO
+
+    wavs = []
+    for i, example in enumerate(examples):
+        path = tmp_path / f"recording{i}.wav"
+        path.write_bytes(tf.train.Example.FromString(example).features.feature[AUDIO]
+                         .bytes_list.value[0])
+        wavs.append(str(path))
+    capsys.readouterr()
+    assert cli.main(["transcribe", "--model", model_dir, *wavs]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"model: {model_dir}"
+    assert [line.split(": ")[1].split("  (score")[0] for line in lines[1:]] == [
+        d.decode() or "(no digits)" for d in served["digits"]]
