@@ -1,6 +1,7 @@
-"""What every benchmark script shares: its output arguments and how it ends (the total wall
-time, then every figure as JSON when asked). The scripts import it as ``common`` (they run
-as ``.venv/bin/python benchmarks/<app>.py``, which puts this folder on the path)."""
+"""What every benchmark script shares: its output arguments, plain text tables, and how it
+ends (the total wall time, then every figure as JSON when asked). The scripts import it as
+``common`` (they run as ``.venv/bin/python benchmarks/<app>.py``, which puts this folder on
+the path)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,33 @@ def add_output_arguments(parser: argparse.ArgumentParser, default_workspace: str
     parser.add_argument("--workspace", default=default_workspace, metavar="DIR",
                         help=f"where examples and models go (default: {default_workspace})")
     parser.add_argument("--out", metavar="FILE", help="also write every figure as JSON")
+
+
+def print_table(headers: list[str], rows: list[list]) -> None:
+    """Prints a plain left-aligned text table."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells):
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    print(line(headers))
+    print(line(["-" * w for w in widths]))
+    for row in rows:
+        print(line(row))
+
+
+def print_variants(variants: dict[str, dict]) -> None:
+    """The TFLite variants of an edge report (``serving.tflite.evaluate``) as a table."""
+    print_table(["variant", "size KiB", "latency ms mean", "latency ms p50", "accuracy",
+                 "agreement"],
+                [[name, f"{r['size_bytes'] / 1024:.1f}", fmt(r.get("latency_ms_mean"), 3),
+                  fmt(r.get("latency_ms_p50"), 3), fmt(r.get("accuracy")),
+                  fmt(r.get("agreement"))] for name, r in variants.items()])
+
+
+def fmt(value, digits: int = 4) -> str:
+    """A number with ``digits`` decimals, or '-' when missing."""
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _plain(value):

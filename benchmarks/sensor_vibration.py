@@ -274,19 +274,6 @@ def run_pipeline(data_dir: str, workspace: str, epochs: int | None) -> dict:
 # Report
 
 
-def print_table(headers: list[str], rows: list[list[str]]) -> None:
-    """Prints a plain left-aligned text table."""
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-
-    def line(cells):
-        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    print(line(headers))
-    print(line(["-" * w for w in widths]))
-    for row in rows:
-        print(line(row))
-
-
 def print_report(results: dict) -> None:
     """Prints the pipeline tables (when run), training figures and the scenario table."""
     pipeline = results.get("pipeline")
@@ -294,33 +281,27 @@ def print_report(results: dict) -> None:
         print(f"\n(e) pipeline component wall times (exit code {pipeline['exit_code']}, "
               f"blessed {pipeline['blessed']}, whole run {pipeline['wall_s']:.0f} s)")
         times = pipeline["component_wall_s"]
-        print_table(["component", "state", "wall s"],
-                    [[name, pipeline["states"].get(name, "?"), f"{s:.1f}"]
-                     for name, s in times.items()]
-                    + [["sum", "", f"{sum(times.values()):.1f}"]])
+        common.print_table(["component", "state", "wall s"],
+                           [[name, pipeline["states"].get(name, "?"), f"{s:.1f}"]
+                            for name, s in times.items()]
+                           + [["sum", "", f"{sum(times.values()):.1f}"]])
         report = pipeline["edge_report"]
         if report:
             reference = report.get("reference", {}).get("accuracy")
             print(f"\n(f) TFLite variants on {report.get('n_examples')} eval windows "
-                  f"(SavedModel accuracy {_fmt(reference, 4)})")
-            print_table(
-                ["variant", "size KiB", "latency ms mean", "latency ms p50", "accuracy",
-                 "agreement"],
-                [[variant, f"{r['size_bytes'] / 1024:.1f}", _fmt(r.get("latency_ms_mean"), 3),
-                  _fmt(r.get("latency_ms_p50"), 3), _fmt(r.get("accuracy"), 4),
-                  _fmt(r.get("agreement"), 4)]
-                 for variant, r in report["variants"].items()])
+                  f"(SavedModel accuracy {common.fmt(reference, 4)})")
+            common.print_variants(report["variants"])
         else:
             print("\n(f) no TFLite models: the pipeline pushed nothing")
 
     scenarios = results["scenarios"]
     print("\ntraining (deep model, default preset)")
-    print_table(["scenario", "train windows", "epochs", "train s", "windows/s", "analyze s",
-                 "baseline fit s"],
-                [[key, s["train_windows"], s["epochs"], f"{s['train_s']:.0f}",
-                  f"{s['windows_per_s']:.0f}", f"{s['analyze_s']:.0f}",
-                  f"{s['baseline_fit_s']:.0f}"]
-                 for key, s in scenarios.items() if key != "d"])
+    common.print_table(["scenario", "train windows", "epochs", "train s", "windows/s", "analyze s",
+                        "baseline fit s"],
+                       [[key, s["train_windows"], s["epochs"], f"{s['train_s']:.0f}",
+                         f"{s['windows_per_s']:.0f}", f"{s['analyze_s']:.0f}",
+                         f"{s['baseline_fit_s']:.0f}"]
+                        for key, s in scenarios.items() if key != "d"])
 
     seeds = results["seeds"]
     print(f"\nscenario accuracy (deep model: mean and worst over seeds {seeds})")
@@ -329,13 +310,8 @@ def print_report(results: dict) -> None:
         met = "yes" if s["deep"] >= TARGETS[key] else "NO"
         rows.append([s["title"], f"{s['deep']:.4f}", f"{s['deep_min']:.4f}",
                      f"{s['baseline']:.4f}", f">= {TARGETS[key]:.3f}", met])
-    print_table(["scenario", "deep mean", "deep worst", "baseline", "target (mean)", "met?"],
-                rows)
-
-
-def _fmt(value, digits: int) -> str:
-    """A number with ``digits`` decimals, or '-' when missing."""
-    return "-" if value is None else f"{value:.{digits}f}"
+    common.print_table(["scenario", "deep mean", "deep worst", "baseline", "target (mean)", "met?"],
+                       rows)
 
 
 # --------------------------------------------------------------------------------------

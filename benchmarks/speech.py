@@ -323,23 +323,6 @@ def run_speech_commands(path: str, config: SpeechConfig, workspace: str, epochs:
 # Report
 
 
-def print_table(headers: list[str], rows: list[list]) -> None:
-    """Prints a plain left-aligned text table."""
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-
-    def line(cells):
-        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    print(line(headers))
-    print(line(["-" * w for w in widths]))
-    for row in rows:
-        print(line(row))
-
-
-def _fmt(value, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def print_report(results: dict) -> None:
     """Prints every figure of the run."""
     a = results.get("a")
@@ -347,11 +330,11 @@ def print_report(results: dict) -> None:
         print(f"\n(a) FSDD recording indices {results['eval_indices']} held out "
               f"({a['eval_clips']} eval clips; trained on {a['train_clips']}, validation "
               f"{a['validation_clips']})")
-        print_table(["model", "accuracy", *a["per_speaker"]],
-                    [["deep (" + results["kind"] + ")", _fmt(a["accuracy"]),
-                      *[_fmt(v) for v in a["per_speaker"].values()]],
-                     ["baseline (logreg, 40-mel)", _fmt(a["baseline_accuracy"]),
-                      *[_fmt(v) for v in a["baseline_per_speaker"].values()]]])
+        common.print_table(["model", "accuracy", *a["per_speaker"]],
+                           [["deep (" + results["kind"] + ")", common.fmt(a["accuracy"]),
+                             *[common.fmt(v) for v in a["per_speaker"].values()]],
+                            ["baseline (logreg, 40-mel)", common.fmt(a["baseline_accuracy"]),
+                             *[common.fmt(v) for v in a["baseline_per_speaker"].values()]]])
         print(f"training: {a['train_s'] / 60:.1f} min, {a['epochs_run']} epochs (kept epoch "
               f"{a['best_epoch']}: validation accuracy "
               f"{a['validation'].get('validation_accuracy', float('nan')):.4f}); "
@@ -361,22 +344,19 @@ def print_report(results: dict) -> None:
         if edge:
             print(f"\nTFLite (PCM input, features inside) on the {edge['n_examples']} eval clips;"
                   f" SavedModel {edge['saved_model_bytes'] / 1024:.0f} KiB, its accuracy "
-                  f"{_fmt(edge['reference'].get('accuracy'))}")
-            print_table(["variant", "size KiB", "latency ms mean", "latency ms p50",
-                         "accuracy", "agreement"],
-                        [[v, f"{r['size_bytes'] / 1024:.1f}", _fmt(r["latency_ms_mean"], 3),
-                          _fmt(r["latency_ms_p50"], 3), _fmt(r.get("accuracy")),
-                          _fmt(r["agreement"])] for v, r in edge["variants"].items()])
+                  f"{common.fmt(edge['reference'].get('accuracy'))}")
+            common.print_variants(edge["variants"])
             for v, reason in edge.get("skipped", {}).items():
                 print(f"  {v}: skipped ({reason[:200]})")
     loso = results.get("b")
     if loso:
         print("\n(b) leave one speaker out (trained on the other speakers, all indices)")
-        rows = [[s, _fmt(r["accuracy"]), _fmt(r["baseline_accuracy"]),
+        rows = [[s, common.fmt(r["accuracy"]), common.fmt(r["baseline_accuracy"]),
                  f"{r['train_s'] / 60:.1f}", r["best_epoch"]] for s, r in loso.items()]
-        rows.append(["mean", _fmt(np.mean([r["accuracy"] for r in loso.values()])),
-                     _fmt(np.mean([r["baseline_accuracy"] for r in loso.values()])), "", ""])
-        print_table(["held-out speaker", "deep", "baseline", "train min", "kept epoch"], rows)
+        rows.append(["mean", common.fmt(np.mean([r["accuracy"] for r in loso.values()])),
+                     common.fmt(np.mean([r["baseline_accuracy"] for r in loso.values()])), "", ""])
+        common.print_table(["held-out speaker", "deep", "baseline", "train min", "kept epoch"],
+                           rows)
     c = results.get("c")
     if c:
         print(f"\n(c) transcribe: {c['eval_strings']} strings of 3-8 digits built from eval "
@@ -385,11 +365,11 @@ def print_report(results: dict) -> None:
         rows = []
         for decoder in ("greedy", "beam"):
             r = c[decoder]
-            rows.append([decoder, _fmt(r["string_accuracy"]), _fmt(r["cer"])]
-                        + [_fmt(r["by_length"].get(n, {}).get("string_accuracy"), 3)
+            rows.append([decoder, common.fmt(r["string_accuracy"]), common.fmt(r["cer"])]
+                        + [common.fmt(r["by_length"].get(n, {}).get("string_accuracy"), 3)
                            for n in range(3, 9)])
-        print_table(["decoder", "string accuracy", "CER"] + [f"{n} digits" for n in range(3, 9)],
-                    rows)
+        common.print_table(["decoder", "string accuracy", "CER"]
+                           + [f"{n} digits" for n in range(3, 9)], rows)
     d = results.get("d")
     if d:
         print(f"\n(d) Speech Commands sample (smoke run only: ~8 clips per word is too few "
@@ -399,9 +379,9 @@ def print_report(results: dict) -> None:
     print("\ntargets")
     rows = []
     if a:
-        rows.append(["(a) accuracy", _fmt(a["accuracy"]), f">= {TARGETS['accuracy']}",
+        rows.append(["(a) accuracy", common.fmt(a["accuracy"]), f">= {TARGETS['accuracy']}",
                      "yes" if a["accuracy"] >= TARGETS["accuracy"] else "NO"])
-        rows.append(["(a) beats the baseline", _fmt(a["accuracy"] - a["baseline_accuracy"]),
+        rows.append(["(a) beats the baseline", common.fmt(a["accuracy"] - a["baseline_accuracy"]),
                      "> 0", "yes" if a["accuracy"] > a["baseline_accuracy"] else "NO"])
         minutes = a["train_s"] / 60
         rows.append(["(a) training minutes", f"{minutes:.1f}",
@@ -409,12 +389,12 @@ def print_report(results: dict) -> None:
                      "yes" if minutes <= TARGETS["training_minutes"] else "NO"])
     if c:
         best = c[results["decoder"]]
-        rows.append(["(c) string accuracy", _fmt(best["string_accuracy"]),
+        rows.append(["(c) string accuracy", common.fmt(best["string_accuracy"]),
                      f">= {TARGETS['string_accuracy']}",
                      "yes" if best["string_accuracy"] >= TARGETS["string_accuracy"] else "NO"])
-        rows.append(["(c) CER", _fmt(best["cer"]), f"<= {TARGETS['cer']}",
+        rows.append(["(c) CER", common.fmt(best["cer"]), f"<= {TARGETS['cer']}",
                      "yes" if best["cer"] <= TARGETS["cer"] else "NO"])
-    print_table(["target", "value", "goal", "met?"], rows)
+    common.print_table(["target", "value", "goal", "met?"], rows)
 
 
 # --------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from keras import layers
 
 from apps.defect_images.config import DefectConfig, input_size
 from apps.defect_images.features import IMAGE_XF
-from blocks.vision.backbones import compact_cnn, resnet, standardize
+from blocks.vision.backbones import compact_cnn, compact_cnn_stages, resnet, standardize
 
 FEATURES = "features"  # classify: the feature map Grad-CAM explains
 ANOMALY_MAP = "anomaly_map"  # anomaly: [b, size, size, 2] (the map, its int8 guard)
@@ -166,17 +166,7 @@ def build_feature_extractor(config: DefectConfig) -> keras.Model:
     trained on the pretext task (pretext.py)."""
     filters = config.anomaly.feature_filters
     inputs = _input(config)
-    x = standardize(inputs)
-    stages = []
-    for stage, n in enumerate(filters):
-        if stage:
-            x = layers.MaxPooling2D(2, name=f"fpool{stage}")(x)
-        for i in range(2):
-            x = layers.Conv2D(n, 3, padding="same", use_bias=False,
-                              name=f"fconv{stage}_{i}")(x)
-            x = layers.BatchNormalization(momentum=0.9, name=f"fbn{stage}_{i}")(x)
-            x = layers.ReLU(name=f"frelu{stage}_{i}")(x)
-        stages.append(x)
+    stages = compact_cnn_stages(standardize(inputs), filters, prefix="f")
     return keras.Model(inputs, stages, name="feature_extractor")
 
 

@@ -22,17 +22,25 @@ def standardize(x, name: str = "standardize"):
                                      name=name)(x)
 
 
-def compact_cnn(x, filters: Sequence[int]):
-    """Stages of two 3x3 conv + batch norm + ReLU, max-pooled between stages."""
+def compact_cnn_stages(x, filters: Sequence[int], prefix: str = "") -> list:
+    """Stages of two 3x3 conv + batch norm + ReLU, max-pooled between stages; returns each
+    stage's output. ``prefix`` starts every layer name (two such networks in one model)."""
+    stages = []
     for stage, n in enumerate(filters):
         if stage:
-            x = layers.MaxPooling2D(2, name=f"pool{stage}")(x)
+            x = layers.MaxPooling2D(2, name=f"{prefix}pool{stage}")(x)
         for i in range(2):
             x = layers.Conv2D(n, 3, padding="same", use_bias=False,
-                              name=f"conv{stage}_{i}")(x)
-            x = layers.BatchNormalization(momentum=0.9, name=f"bn{stage}_{i}")(x)
-            x = layers.ReLU(name=f"relu{stage}_{i}")(x)
-    return x
+                              name=f"{prefix}conv{stage}_{i}")(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"{prefix}bn{stage}_{i}")(x)
+            x = layers.ReLU(name=f"{prefix}relu{stage}_{i}")(x)
+        stages.append(x)
+    return stages
+
+
+def compact_cnn(x, filters: Sequence[int]):
+    """The compact CNN (``compact_cnn_stages``): its last stage's output."""
+    return compact_cnn_stages(x, filters)[-1]
 
 
 def resnet(x, filters: Sequence[int], blocks: Sequence[int], image_size: int, channels: int):
