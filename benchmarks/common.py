@@ -33,13 +33,24 @@ def print_table(headers: list[str], rows: list[list]) -> None:
         print(line(row))
 
 
-def print_variants(variants: dict[str, dict]) -> None:
-    """The TFLite variants of an edge report (``serving.tflite.evaluate``) as a table."""
-    print_table(["variant", "size KiB", "latency ms mean", "latency ms p50", "accuracy",
-                 "agreement"],
-                [[name, f"{r['size_bytes'] / 1024:.1f}", fmt(r.get("latency_ms_mean"), 3),
-                  fmt(r.get("latency_ms_p50"), 3), fmt(r.get("accuracy")),
-                  fmt(r.get("agreement"))] for name, r in variants.items()])
+def print_variants(report: dict) -> None:
+    """The TFLite variants of an edge report (``serving.tflite.evaluate``, gated by
+    ``serving.tflite.gate``) as a table, then the variant to ship and the report's notes."""
+    variants = report["variants"]
+    verdicts = {True: "accepted", False: "REJECTED", None: "-"}
+    print_table(["variant", "size KiB", "latency ms p50", "latency ms p99", "accuracy",
+                 "agreement", "gate"],
+                [[name, f"{r['size_bytes'] / 1024:.1f}", fmt(r.get("latency_ms_p50"), 3),
+                  fmt(r.get("latency_ms_p99"), 3), fmt(r.get("accuracy")),
+                  fmt(r.get("agreement")), verdicts[r.get("accepted")]]
+                 for name, r in variants.items()])
+    for name, r in variants.items():
+        if r.get("rejected"):
+            print(f"  {name} rejected: {r['rejected']}")
+    if "ship" in report:
+        print(f"  ship: {report['ship'] or 'none (no variant passed the gate)'}")
+    for note in report.get("notes", []):
+        print(f"  note: {note}")
 
 
 def fmt(value, digits: int = 4) -> str:

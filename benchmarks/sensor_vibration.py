@@ -290,7 +290,7 @@ def print_report(results: dict) -> None:
             reference = report.get("reference", {}).get("accuracy")
             print(f"\n(f) TFLite variants on {report.get('n_examples')} eval windows "
                   f"(SavedModel accuracy {common.fmt(reference, 4)})")
-            common.print_variants(report["variants"])
+            common.print_variants(report)
         else:
             print("\n(f) no TFLite models: the pipeline pushed nothing")
 

@@ -230,7 +230,9 @@ def edge_report(model, config: SpeechConfig, tft_output, folder: str, out_dir: s
         train_examples=examples_io.first_examples(split_files(folder, "train"), 10 ** 6),
         eval_examples=examples_io.first_examples(split_files(folder, "eval"), 10 ** 6),
         transform_output_dir=os.path.dirname(tft_output.transform_savedmodel_dir.rstrip("/")),
-        label_key=LABEL, model_input_key=AUDIO_XF)
+        label_key=LABEL, model_input_key=AUDIO_XF, edge=config.edge,
+        head_from=APP.spec(config).tflite.head_from,
+        front_end_text=APP.spec(config).tflite.front_end)
     report["saved_model_bytes"] = sum(os.path.getsize(os.path.join(d, f))
                                       for d, _, fs in os.walk(model_dir) for f in fs)
     return report
@@ -345,7 +347,7 @@ def print_report(results: dict) -> None:
             print(f"\nTFLite (PCM input, features inside) on the {edge['n_examples']} eval clips;"
                   f" SavedModel {edge['saved_model_bytes'] / 1024:.0f} KiB, its accuracy "
                   f"{common.fmt(edge['reference'].get('accuracy'))}")
-            common.print_variants(edge["variants"])
+            common.print_variants(edge)
             for v, reason in edge.get("skipped", {}).items():
                 print(f"  {v}: skipped ({reason[:200]})")
     loso = results.get("b")

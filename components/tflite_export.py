@@ -4,11 +4,20 @@ After a push, the Keras model kept inside the pushed SavedModel is converted to 
 float16, dynamic-range and full-integer (int8, calibrated on training examples) ``.tflite``
 files under ``<edge_base>/<version>/``, beside a ``report.json`` with each variant's size,
 latency, quality and agreement with the served model on held-out examples: for a classifier
-accuracy and argmax agreement with the served SavedModel, for a ranker (``top_k`` > 0)
-recall@k and top-k agreement with the Keras scoring model. Variants named optional that do
-not convert are listed under ``skipped`` with the reason. The edge version folder appears
-complete or not at all. TFT vocabularies and parsing stay outside the .tflite: the files
-take the transformed model input (float32 or integer ids), and the TFT vocabularies named
+accuracy (and AUC when binary) and argmax agreement with the served SavedModel, for a ranker
+(``top_k`` > 0) recall@k, MRR@k and top-k agreement with the Keras scoring model. The gate
+(``serving.tflite.gate``, limits from the app config's ``edge`` part) rejects a variant
+whose metric drops by more than its limit: the report keeps its figures and the reason, but
+its file is not published beside the accepted ones, so a device build cannot pick it up.
+The report names the variant to ship (``ship``). An int8 file small enough for a
+microcontroller (``edge.mcu_max_kib``) is also run in the TensorFlow Lite for Microcontrollers
+interpreter (``serving.mcu``): the report's ``mcu`` entry says whether it runs there (or which
+operator blocks it), the tensor arena it needs and its agreement with the TFLite interpreter.
+Variants named optional that do not convert are listed under ``skipped`` with the reason.
+The edge version folder appears complete or not at all. TFT vocabularies and parsing stay
+outside the .tflite: the files take the transformed model input (float32 or integer ids; or
+the output of the model's signal-processing front end, with ``head_from``), and the TFT
+vocabularies named
 in ``vocabularies`` are copied beside them as ``<name>.txt``. A model that converts to no
 variant at all (an operation the converter cannot lower) gets a report with no variants and
 the converter's reason under ``skipped["all variants"]``: the push stands.
@@ -25,6 +34,8 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 from tfx.types.artifact import Artifact
+
+from suite.config import EdgeConfig, from_dict
 
 REPORT = "report.json"
 ALL_VARIANTS = "all variants"  # the key under ``skipped`` when the model converts to none
@@ -64,11 +75,19 @@ def export_edge_models(
     top_k: int = 0,
     optional_variants: "tuple[str, ...]" = (),
     vocabularies: "tuple[str, ...]" = (),
+    edge: "EdgeConfig | None" = None,
+    head_from: str = "",
+    front_end_text: str = "",
 ) -> dict:
     """Converts and checks the pushed model; writes ``edge_dir`` atomically; returns the report.
 
     A classifier (``top_k`` 0) is compared with the served ``reference_output``; a ranker
     with the Keras scoring model's own scores, since its served outputs are the top-k only.
+    ``edge`` holds the gate's limits and the microcontroller check's size limit (None: the
+    defaults of ``suite.config.EdgeConfig``). With ``head_from`` the files hold the model
+    from that layer on (``serving.export.split_front_end``); the front end before it runs in
+    float here to make their inputs, and the report's ``front_end`` entry describes it
+    (``front_end_text``: the app's description of what the device computes).
     """
     import numpy as np
     import tensorflow as tf
@@ -91,6 +110,10 @@ def export_edge_models(
     eval_features = transformed(eval_examples)
     x_eval = eval_features[model_input_key].astype(input_dtype)
     labels = eval_features.get(label_key)
+    front_end = None
+    if head_from:
+        front_end, keras_model, x_train, x_eval = _split(keras_model, head_from, x_train,
+                                                         x_eval)
     if top_k:
         reference = keras_model.predict(x_eval, batch_size=256, verbose=0)
     else:
@@ -114,15 +137,33 @@ def export_edge_models(
         shutil.rmtree(core_dir)
         report = (tflite.evaluate(paths, x_eval, reference, labels, top_k=top_k or None)
                   if paths else {"variants": {}, "n_examples": len(x_eval)})
+        edge = edge or EdgeConfig()
+        tflite.gate(report, gate_limits(edge), edge.max_latency_ratio)
+        report["mcu"] = _mcu_entry(paths.get("int8"), x_eval, edge.mcu_max_kib)
         for variant in report["variants"].values():  # where the files are once in place
-            variant["path"] = os.path.join(edge_dir, os.path.basename(variant["path"]))
+            if variant["accepted"]:
+                variant["path"] = os.path.join(edge_dir, os.path.basename(variant["path"]))
+            else:  # not published: a device build must not find it
+                os.remove(variant["path"])
+                variant["path"] = None
         copied = {}
         for name in vocabularies:
             copied[name] = f"{name}.txt"
             shutil.copy(tft_output.vocabulary_file_by_name(name),
                         os.path.join(staging, copied[name]))
+        if front_end is not None:
+            report["front_end"] = {
+                "model_input": model_input_key, "head_from": head_from,
+                "output_shape": list(front_end.output.shape[1:]),
+                "computes": front_end_text,
+                "operations": [f"{op.name} ({type(op).__name__})"
+                               for op in front_end.operations[1:]],
+                "note": "the .tflite files take the front end's output; a device computes "
+                        "the front end with its own DSP library (the pushed SavedModel "
+                        "holds its float reference)"}
         report.update(pushed_model=pushed_dir, model_input=model_input_key,
-                      files={v: os.path.basename(p) for v, p in paths.items()},
+                      files={v: os.path.basename(p) for v, p in paths.items()
+                             if report["variants"][v]["accepted"]},
                       skipped=skipped, vocabularies=copied)
         tflite.write_report(report, os.path.join(staging, REPORT))
         shutil.rmtree(edge_dir, ignore_errors=True)
@@ -130,6 +171,50 @@ def export_edge_models(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report
+
+
+def _split(model, head_from: str, x_train, x_eval):
+    """``(front_end, head, x_train, x_eval)``: the model split before ``head_from`` and the
+    examples through its front end; raises when the two do not compose to the model."""
+    import numpy as np
+
+    from serving.export import split_front_end
+
+    front_end, head = split_front_end(model, head_from)
+    whole = model.predict(x_eval, batch_size=256, verbose=0)
+    x_train = front_end.predict(x_train, batch_size=256, verbose=0)
+    x_eval = front_end.predict(x_eval, batch_size=256, verbose=0)
+    gap = float(np.max(np.abs(head.predict(x_eval, batch_size=256, verbose=0) - whole)))
+    if gap > 1e-4:
+        raise ValueError(f"head_from={head_from!r}: the front end and head of {model.name} do "
+                         f"not compose to the model (largest difference {gap:.2g}); the layers "
+                         f"from {head_from!r} on must form a chain")
+    return front_end, head, x_train, x_eval
+
+
+def _mcu_entry(int8_path: "str | None", x_eval, mcu_max_kib: float) -> dict:
+    """The report's ``mcu`` entry: the int8 file run in TFLM against the TFLite interpreter,
+    or why it was not."""
+    from serving import mcu, tflite
+
+    if int8_path is None:
+        return {"variant": "int8", "runs": None, "reason": "no int8 file"}
+    kib = os.path.getsize(int8_path) / 1024
+    if kib > mcu_max_kib:
+        return {"variant": "int8", "runs": None,
+                "reason": f"not checked: the int8 file is {kib:.0f} KiB, over "
+                          f"edge.mcu_max_kib = {mcu_max_kib:g}"}
+    return {"variant": "int8",
+            **mcu.check(int8_path, x_eval, tflite.run_tflite(int8_path, x_eval))}
+
+
+def gate_limits(edge: "EdgeConfig | None" = None) -> dict[str, float]:
+    """The gate's limits (metric -> largest allowed drop) from an app config's ``edge`` part
+    (None: the defaults)."""
+    from serving.tflite import GATED_METRICS
+
+    edge = edge or EdgeConfig()
+    return {metric: getattr(edge, field) for metric, field in GATED_METRICS.items()}
 
 
 @component
@@ -147,8 +232,12 @@ def TFLiteExport(  # noqa: N802 (TFX component names are classes)
     top_k: Parameter[int] = 0,
     optional_variants: Parameter[str] = "",
     vocabularies: Parameter[str] = "",
+    edge: Parameter[str] = "",
+    head_from: Parameter[str] = "",
+    front_end: Parameter[str] = "",
 ) -> None:
-    """TFX component: TFLite variants of the pushed model version (nothing when not pushed)."""
+    """TFX component: TFLite variants of the pushed model version (nothing when not pushed);
+    ``edge`` is the app config's ``edge`` part as JSON (empty: the defaults)."""
     del code_version  # only part of the cache key: new code converts again
     if not pushed_model.get_int_custom_property("pushed"):
         edge_models.set_int_custom_property("exported", 0)
@@ -166,11 +255,15 @@ def TFLiteExport(  # noqa: N802 (TFX component names are classes)
             transform_output_dir=transform_graph.uri,
             label_key=label_key, model_input_key=model_input_key, top_k=top_k,
             optional_variants=tuple(v for v in optional_variants.split(",") if v),
-            vocabularies=tuple(v for v in vocabularies.split(",") if v))
+            vocabularies=tuple(v for v in vocabularies.split(",") if v),
+            edge=from_dict(EdgeConfig, json.loads(edge), "edge") if edge else None,
+            head_from=head_from, front_end_text=front_end)
     shutil.copy(report_path, os.path.join(edge_models.uri, REPORT))
     metric = "recall_at_k" if top_k else "accuracy"
     with open(report_path) as f:
-        quality = {v: r.get(metric) for v, r in json.load(f)["variants"].items()}
+        report = json.load(f)
+    quality = {v: r.get(metric) for v, r in report["variants"].items()}
     edge_models.set_int_custom_property("exported", 1)
+    edge_models.set_string_custom_property("ship", report.get("ship") or "")
     edge_models.set_string_custom_property("edge_dir", edge_dir)
     edge_models.set_string_custom_property(metric, json.dumps(quality))

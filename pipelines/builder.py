@@ -3,7 +3,7 @@
 ImportExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer
 -> latest blessed model resolver -> Evaluator (value and change thresholds) -> serving
 validation (load + warmup requests over gRPC) -> Pusher (atomic, gated on both blessings)
--> TFLite export of the pushed model. Extra components are
+-> TFLite export of the pushed model, gated variant by variant. Extra components are
 composed in by the caller; runners (local, Beam, Kubeflow V2) change the runtime, never the
 graph.
 """
@@ -11,6 +11,7 @@ graph.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,11 @@ class TFLiteSpec:
     top_k: int = 0
     optional_variants: tuple[str, ...] = ()  # may fail to convert: recorded as skipped
     vocabularies: tuple[str, ...] = ()  # TFT vocabularies copied beside the .tflite files
+    # A layer of the Keras model: the .tflite files start there, and take its input. The
+    # layers before it are the signal-processing front end a device computes with its own
+    # DSP library (a spectrum has a dynamic range no int8 tensor holds). "": the whole model.
+    head_from: str = ""
+    front_end: str = ""  # what the device computes before head_from, for the edge report
 
 
 @dataclass(frozen=True)
@@ -186,6 +192,9 @@ def create_pipeline(
         top_k=app.tflite.top_k,
         optional_variants=",".join(app.tflite.optional_variants),
         vocabularies=",".join(app.tflite.vocabularies),
+        head_from=app.tflite.head_from,
+        front_end=app.tflite.front_end,
+        edge=json.dumps(to_dict(config.edge)),
         code_version=custom_config["code_version"])
 
     components = [example_gen, statistics_gen, schema_gen, example_validator, transform,

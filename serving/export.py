@@ -194,3 +194,26 @@ def export_core_model(model: keras.Model, output_dir: str) -> str:
     archive.add_endpoint("serve", lambda x: model(x, training=False), input_signature=input_spec)
     archive.write_out(output_dir, verbose=False)
     return output_dir
+
+
+def split_front_end(model: keras.Model, head_from: str) -> tuple[keras.Model, keras.Model]:
+    """Splits ``model`` before its layer ``head_from``: ``(front_end, head)`` with
+    ``head(front_end(x)) == model(x)``.
+
+    The front end is the signal processing a device runs with its own DSP library (e.g. a
+    Welch spectrum or a log-mel filterbank, whose wide dynamic range no 8-bit tensor holds);
+    the head is what the TFLite files carry. The layers from ``head_from`` on must form a
+    chain (each one takes the previous one's output); the caller checks the composition on
+    real inputs.
+    """
+    names = [layer.name for layer in model.layers]
+    if head_from not in names:
+        raise ValueError(f"{model.name}: no layer {head_from!r} to split the front end at; "
+                         f"layers: {names}")
+    start = names.index(head_from)
+    front_end = keras.Model(model.inputs, model.layers[start].input, name="front_end")
+    inputs = keras.Input(front_end.output.shape[1:], name="front_end_output")
+    x = inputs
+    for layer in model.layers[start:]:
+        x = layer(x)
+    return front_end, keras.Model(inputs, x, name=f"{model.name}_head")

@@ -15,8 +15,9 @@ output tensor (e.g. class probabilities or item scores). It is converted into on
 Not every model quantizes fully (e.g. some recurrent or attention graphs): variants named
 *optional* may fail without failing the export; :func:`convert_variants` reports them as
 skipped with the converter's reason. :func:`evaluate` compares each variant with reference
-outputs, as a classifier (argmax agreement, accuracy) or as a ranker (top-k agreement,
-recall@k).
+outputs, as a classifier (argmax agreement, accuracy, and AUC when binary) or as a ranker
+(top-k agreement, recall@k, MRR@k), and :func:`gate` rejects the variants whose metric drops
+by more than a limit and names the variant to ship.
 
 The TFLite converter can abort the whole process (SIGABRT inside MLIR) on some inputs, so
 conversions never run in the caller's process: :func:`convert` runs all variants in one
@@ -37,6 +38,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from suite.metrics import roc_auc
 
 VARIANTS = ("float32", "float16", "dynamic_range", "int8")
 
@@ -342,6 +345,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --- inference and evaluation -------------------------------------------------------------
 
 
+def quantize(x: np.ndarray, dtype: Any, scale: float, zero_point: int) -> np.ndarray:
+    """``x`` as a model input tensor of ``dtype``: float inputs unchanged, integer inputs
+    quantized with the tensor's scale and zero point (ids, with no scale, rounded)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return x.astype(dtype)
+    q = np.round(x / scale + zero_point) if scale else np.round(x)
+    info = np.iinfo(dtype)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(y: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """A model output tensor as float32 (integer outputs dequantized)."""
+    if y.dtype.kind == "f":
+        return y.astype(np.float32)
+    y = y.astype(np.float32)
+    return (y - zero_point) * scale if scale else y
+
+
 class _Runner:
     """One interpreter, with int8 (de)quantization of its single input and output."""
 
@@ -383,22 +405,6 @@ class _Runner:
             self.interpreter.get_output_details()[0],
         )
 
-    def _quantize(self, x: np.ndarray, detail: dict) -> np.ndarray:
-        dtype = np.dtype(detail["dtype"])
-        if dtype.kind == "f":
-            return x.astype(dtype)
-        scale, zero_point = detail["quantization"]
-        q = np.round(x / scale + zero_point) if scale else np.round(x)
-        info = np.iinfo(dtype)
-        return np.clip(q, info.min, info.max).astype(dtype)
-
-    def _dequantize(self, y: np.ndarray, detail: dict) -> np.ndarray:
-        if np.dtype(detail["dtype"]).kind == "f":
-            return y.astype(np.float32)
-        scale, zero_point = detail["quantization"]
-        y = y.astype(np.float32)
-        return (y - zero_point) * scale if scale else y
-
     def predict_chunk(self, x: np.ndarray) -> np.ndarray:
         """Runs one chunk of at most ``batch`` examples (padded up for a static batch)."""
         n = len(x)
@@ -408,10 +414,11 @@ class _Runner:
             pad = np.repeat(x[-1:], self.batch - n, axis=0)
             x = np.concatenate([x, pad], axis=0)
         inp, out = self._io()
-        self.interpreter.set_tensor(self.input_index, self._quantize(x, inp))
+        self.interpreter.set_tensor(self.input_index,
+                                    quantize(x, inp["dtype"], *inp["quantization"]))
         self.interpreter.invoke()
         y = self.interpreter.get_tensor(self.output_index)
-        return self._dequantize(y, out)[:n]
+        return dequantize(y, *out["quantization"])[:n]
 
     def predict(self, x: np.ndarray, batch_size: int) -> np.ndarray:
         step = max(1, int(batch_size)) if self.dynamic_batch else self.batch
@@ -450,7 +457,15 @@ def _latencies_ms(runner: _Runner, x: np.ndarray, n: int, warmup: int = 5) -> li
 
 
 def _argmax(y: np.ndarray) -> np.ndarray:
-    return np.argmax(y.reshape(len(y), -1) if y.ndim > 2 else y, axis=-1)
+    """The class per example, or per frame for sequence outputs (``[n, T, classes]``)."""
+    return np.argmax(y, axis=-1)
+
+
+def _auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """ROC AUC of binary ``labels`` by ``scores``; None (JSON-safe) when one class is
+    absent."""
+    value = roc_auc(labels, scores)
+    return None if np.isnan(value) else value
 
 
 def _top_k(y: np.ndarray, k: int) -> np.ndarray:
@@ -470,14 +485,17 @@ def evaluate(
 ) -> dict:
     """Evaluates each .tflite variant against reference outputs (e.g. the Keras model's).
 
-    Per variant: ``size_bytes``, ``latency_ms_mean`` and ``latency_ms_p50`` (single-example,
-    after a warm-up; None when ``latency_examples`` is 0), ``agreement``, ``max_abs_diff``
-    (output units) and a quality metric against ``labels`` (None without labels):
-    - classifier (``top_k`` None): ``agreement`` is the share of examples whose argmax equals
-      the reference's, ``accuracy`` the share whose argmax is the label;
+    Per variant: ``size_bytes``, ``latency_ms_mean``, ``latency_ms_p50`` and
+    ``latency_ms_p99`` (single-example, after a warm-up; None when ``latency_examples`` is 0),
+    ``agreement``, ``max_abs_diff`` (output units) and quality metrics against ``labels``
+    (None without labels):
+    - classifier (``top_k`` None): ``agreement`` is the share of examples (of frames, for
+      sequence outputs ``[n, T, classes]``) whose argmax equals the reference's,
+      ``accuracy`` the share of examples whose argmax is the label, and for a binary
+      classifier (one or two output columns) ``auc``, the ROC AUC of the last column;
     - ranker (``top_k`` = k): ``agreement`` is the mean overlap of the variant's and the
       reference's top-k sets, ``recall_at_k`` the share whose label (an output index) is in
-      the top k.
+      the top k, ``mrr_at_k`` the mean reciprocal rank of the label within the top k.
     Returns ``{"variants": {...}, "reference": {metric: ...}, "n_examples": n}`` (plus
     ``"k"`` for a ranker), JSON-safe.
     """
@@ -494,7 +512,7 @@ def evaluate(
             raise ValueError(f"evaluate: {n} inputs but {len(labels)} labels")
     if top_k is not None and top_k < 1:
         raise ValueError(f"evaluate: top_k must be >= 1, got {top_k}")
-    metric = "accuracy" if top_k is None else "recall_at_k"
+    binary = top_k is None and reference.ndim == 2 and reference.shape[1] <= 2
 
     def predicted(outputs: np.ndarray) -> np.ndarray:
         return _argmax(outputs) if top_k is None else _top_k(outputs, top_k)
@@ -505,12 +523,20 @@ def evaluate(
         return float(np.mean([len(set(a) & set(b)) / top_k
                               for a, b in zip(got.tolist(), expected.tolist(), strict=True)]))
 
-    def quality(got: np.ndarray) -> float | None:
-        if labels is None:
-            return None
-        if top_k is None:
-            return float(np.mean(got == labels))
-        return float(np.mean(np.any(got == labels[:, None], axis=1)))
+    def quality(outputs: np.ndarray, got: np.ndarray) -> dict[str, float | None]:
+        if top_k is not None:
+            if labels is None:
+                return {"recall_at_k": None, "mrr_at_k": None}
+            hits = got == labels[:, None]
+            ranks = np.argmax(hits, axis=1) + 1
+            return {"recall_at_k": float(np.mean(hits.any(axis=1))),
+                    "mrr_at_k": float(np.mean(np.where(hits.any(axis=1), 1.0 / ranks, 0.0)))}
+        values: dict[str, float | None] = {
+            "accuracy": float(np.mean(got == labels)) if labels is not None and got.ndim == 1
+            else None}
+        if binary:
+            values["auc"] = _auc(outputs[:, -1], labels) if labels is not None else None
+        return values
 
     ref_predicted = predicted(reference)
     results: dict[str, dict[str, Any]] = {}
@@ -529,17 +555,72 @@ def evaluate(
             "size_bytes": int(os.path.getsize(path)),
             "latency_ms_mean": float(np.mean(times)) if times else None,
             "latency_ms_p50": float(np.median(times)) if times else None,
+            "latency_ms_p99": float(np.percentile(times, 99)) if times else None,
             "agreement": agreement(got, ref_predicted),
             "max_abs_diff": float(np.max(np.abs(outputs - reference))),
-            metric: quality(got),
+            **quality(outputs, got),
         }
     report: dict[str, Any] = {
         "variants": results,
-        "reference": {metric: quality(ref_predicted)},
+        "reference": quality(reference, ref_predicted),
         "n_examples": int(n),
     }
     if top_k is not None:
         report["k"] = int(top_k)
+    return report
+
+
+# A quantized variant this much slower than float32 gets a note in the report (below that,
+# single-example timings of small models are within their noise).
+SLOWER = 1.1
+# The metrics a variant is gated on, and the config field (``edge.*``) of each one's limit.
+GATED_METRICS = {"accuracy": "max_accuracy_drop", "auc": "max_auc_drop",
+                 "recall_at_k": "max_recall_drop", "mrr_at_k": "max_mrr_drop"}
+
+
+def gate(report: dict, max_drop: dict[str, float], max_latency_ratio: float) -> dict:
+    """Marks each variant of an :func:`evaluate` report accepted or rejected and names the
+    one to ship; returns the report, completed in place.
+
+    A variant is rejected when one of its metrics drops by more than ``max_drop[metric]``
+    against the reference (the served model) on the same examples. Without labels a
+    classifier is gated on its disagreement with the reference (1 - agreement, which bounds
+    the accuracy drop) against the accuracy limit. Per variant: ``drop`` (metric -> reference
+    minus variant), ``accepted`` and, when rejected, ``rejected`` (why).
+
+    ``ship`` is the smallest accepted variant whose single-example p50 latency is at most
+    ``max_latency_ratio`` times the fastest accepted one's (None when none is accepted);
+    ``notes`` says where a quantized variant is over 10% slower than float32 on this CPU.
+    """
+    reference = report.get("reference", {})
+    for r in report["variants"].values():
+        drops = {m: reference[m] - r[m] for m in GATED_METRICS
+                 if m in max_drop and reference.get(m) is not None and r.get(m) is not None}
+        if not drops and "accuracy" in max_drop and report.get("k") is None:
+            drops = {"disagreement": 1.0 - r["agreement"]}
+        limit = {**max_drop, "disagreement": max_drop.get("accuracy")}
+        over = [f"{m} drops {d:.4f} > {limit[m]:g}" for m, d in drops.items() if d > limit[m]]
+        r["drop"] = drops
+        r["accepted"] = not over
+        if over:
+            r["rejected"] = "; ".join(over) + f" (on {report['n_examples']} held-out examples)"
+    accepted = {v: r for v, r in report["variants"].items() if r["accepted"]}
+    latencies = [r["latency_ms_p50"] for r in accepted.values() if r["latency_ms_p50"]]
+    fastest = min(latencies) if latencies else None
+    fast_enough = [v for v, r in accepted.items()
+                   if fastest is None or r["latency_ms_p50"] is None
+                   or r["latency_ms_p50"] <= max_latency_ratio * fastest]
+    report["ship"] = min(fast_enough, key=lambda v: accepted[v]["size_bytes"], default=None)
+    report["max_drop"] = dict(max_drop)
+    report["max_latency_ratio"] = max_latency_ratio
+    notes = []
+    base = report["variants"].get("float32", {}).get("latency_ms_p50")
+    for variant, r in report["variants"].items():
+        if (variant != "float32" and base and r["latency_ms_p50"]
+                and r["latency_ms_p50"] > SLOWER * base):
+            notes.append(f"{variant} is slower than float32 on this CPU "
+                         f"({r['latency_ms_p50']:.3f} vs {base:.3f} ms p50)")
+    report["notes"] = notes
     return report
 
 

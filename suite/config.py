@@ -32,6 +32,26 @@ class TrainBase:
     seed: int = 0
 
 
+@dataclasses.dataclass(frozen=True)
+class EdgeConfig:
+    """The gate on the TFLite variants of a pushed model (every app's ``edge`` field).
+
+    A variant whose metric on held-out examples drops by more than the limit against the
+    served model is rejected and not published; the classifier metrics apply to
+    classifiers (AUC to binary ones), recall@k and MRR@k to rankers. Of the accepted
+    variants, the smallest whose single-example latency is at most ``max_latency_ratio``
+    times the fastest one's is the one to ship.
+    """
+
+    max_accuracy_drop: float = 0.01
+    max_auc_drop: float = 0.005
+    max_recall_drop: float = 0.01
+    max_mrr_drop: float = 0.01
+    max_latency_ratio: float = 1.5
+    # int8 files up to this size are also run in the microcontroller interpreter (TFLM).
+    mcu_max_kib: float = 1024.0
+
+
 class AppConfig:
     """Base of an app's root config (a frozen dataclass): named presets and a check.
 
@@ -60,6 +80,9 @@ class AppConfig:
             self.check_choice(dotted, choices)
         for dotted, minimum in self.AT_LEAST.items():
             self.check_at_least(minimum, dotted)
+        if isinstance(getattr(self, "edge", None), EdgeConfig):
+            self.check_at_least(0.0, *(f"edge.{f.name}" for f in dataclasses.fields(EdgeConfig)))
+            self.check_at_least(1.0, "edge.max_latency_ratio")
         return self
 
     def check_choice(self, dotted: str, choices: Sequence[Any]) -> None:

@@ -6,7 +6,8 @@ and data it generates in its real format.
 - ``check_rejected``: a bad input stops ingestion naming the file, with nothing written;
 - ``check_export``: the app's ``fit`` hook, the shared export, and every signature agreeing
   with the Keras model on the same inputs; warmup requests carry only serving features;
-- ``check_tflite``: the float32 TFLite file agreeing with the served model;
+- ``check_tflite``: the float32 TFLite file agreeing with the served model, and the edge
+  folder holding the gate's accepted files only (``check_published``);
 - ``check_pipeline_run``: one LocalDagRunner run through the app's command line, asserting
   through MLMD that every component the builder declares ran, the model was blessed and
   pushed as a complete version folder, and the TFLite files were written.
@@ -165,11 +166,28 @@ def check_tflite(app, config, prepared: Prepared, model_dir: str, edge_dir: Path
             prepared.inputs.transform_output.transform_savedmodel_dir.rstrip("/")),
         label_key=spec.label_key, model_input_key=spec.model_input_key,
         top_k=spec.tflite.top_k, optional_variants=spec.tflite.optional_variants,
-        vocabularies=spec.tflite.vocabularies)
+        vocabularies=spec.tflite.vocabularies, head_from=spec.tflite.head_from,
+        front_end_text=spec.tflite.front_end,
+        edge=config.edge)
     float32 = report["variants"]["float32"]
     assert float32["agreement"] >= _FLOAT32_AGREEMENT[bool(spec.tflite.top_k)], float32
-    assert os.path.isfile(os.path.join(edge_dir, "float32.tflite"))
+    check_published(report, str(edge_dir))
     return report
+
+
+def check_published(report: dict, edge_dir: str) -> None:
+    """The gate's verdicts are what the edge folder holds: each accepted variant's file is
+    there, no rejected variant's file is; float32 (the served model's twin) is accepted and
+    the variant to ship is an accepted one."""
+    for variant, values in report["variants"].items():
+        path = os.path.join(edge_dir, f"{variant}.tflite")
+        if values["accepted"]:
+            assert os.path.getsize(path) > 0 and values["path"] == path, variant
+        else:
+            assert not os.path.exists(path) and values["path"] is None, variant
+            assert values["rejected"], variant
+    assert report["variants"]["float32"]["accepted"], report["variants"]["float32"]
+    assert report["variants"][report["ship"]]["accepted"]
 
 
 def expected_components(app, config, workspace: Path) -> set[str]:
@@ -210,9 +228,7 @@ def check_pipeline_run(app, config, code: int, summary, workspace: Path) -> None
     assert edge == str(workspace / "serving" / "edge" / config.model_name
                        / summary.pushed_version)
     report = json.loads(open(os.path.join(edge, "report.json")).read())
-    for variant, values in report["variants"].items():
-        assert os.path.getsize(os.path.join(edge, f"{variant}.tflite")) > 0, variant
-        assert values["path"].startswith(edge)
+    check_published(report, edge)
     assert report["variants"]["float32"]["agreement"] >= \
         _FLOAT32_AGREEMENT[bool(app.spec(config).tflite.top_k)]
     effective = json.loads((workspace / app.name / "config.json").read_text())

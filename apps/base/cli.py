@@ -243,7 +243,8 @@ def print_summary(app: App, summary, config: Any, ingested) -> None:
 
 
 def edge_lines(report: dict) -> list[str]:
-    """The TFLite report as a table: size, latency, quality and agreement per variant."""
+    """The TFLite report as a table (size, latency, quality, agreement and the gate's verdict
+    per variant), then the variant to ship."""
     k = report.get("k")
     metric, label = ("recall_at_k", f"recall@{k}") if k else ("accuracy", "accuracy")
     agreement = f"top-{k} agreement" if k else "agreement"
@@ -251,14 +252,38 @@ def edge_lines(report: dict) -> list[str]:
     lines = [f"  on {report['n_examples']} held-out examples"
              + (f"; the reference model's {label}: {reference:.4f}" if reference is not None
                 else "")]
-    for variant, r in report["variants"].items():
+
+    def figures(r: dict) -> str:
         quality = r.get(metric)
+        return (f"{r['size_bytes'] / 1024:.1f} KiB, {r['latency_ms_p50']:.3f} ms p50"
+                + (f", {label} {quality:.4f}" if quality is not None else ""))
+
+    for variant, r in report["variants"].items():
+        verdict = "accepted" if r["accepted"] else f"REJECTED, not published: {r['rejected']}"
         lines.append(f"  {variant:<14} {r['size_bytes'] / 1024:8.1f} KiB  "
-                     f"{r['latency_ms_mean']:7.3f} ms"
-                     + (f"  {label} {quality:.4f}" if quality is not None else "")
-                     + f"  {agreement} {r['agreement']:.4f}")
+                     f"{r['latency_ms_p50']:7.3f} ms p50 {r['latency_ms_p99']:7.3f} ms p99"
+                     + (f"  {label} {r[metric]:.4f}" if r.get(metric) is not None else "")
+                     + f"  {agreement} {r['agreement']:.4f}  {verdict}")
     for variant, reason in report.get("skipped", {}).items():
         lines.append(f"  {variant:<14} skipped: {reason[:200]}")
+    for note in report.get("notes", []):
+        lines.append(f"  note: {note}")
+    front_end = report.get("front_end")
+    if front_end:
+        lines.append(f"  the files take {front_end['output_shape']} values the device computes "
+                     f"from {front_end['model_input']}: {front_end['computes']}")
+    mcu = report.get("mcu")
+    if mcu:
+        lines.append(
+            f"  microcontroller (TFLite Micro, {mcu['variant']}): "
+            + (f"runs; tensor arena {(mcu['arena_bytes'] or float('nan')) / 1024:.1f} KiB, "
+               f"agreement with the "
+               f"TFLite interpreter {mcu['agreement']:.4f} on {mcu['n_examples']} examples"
+               if mcu["runs"] else f"does not run: {mcu['reason'][:200]}" if mcu["runs"] is False
+               else mcu["reason"]))
+    ship = report.get("ship")
+    lines.append(f"  ship: {ship} ({figures(report['variants'][ship])})" if ship
+                 else "  ship: none (no variant passed the gate)")
     for name, file in report.get("vocabularies", {}).items():
         lines.append(f"  vocabulary {name}: {file} (line j = output j = input id j + 1)")
     return lines

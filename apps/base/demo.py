@@ -1,6 +1,6 @@
 """``suite demo``: every registered app (or one) on its generated demo data with the tiny
 preset, in one process (TensorFlow and TFX load once), then one table: the headline metric
-on the eval split, the blessing, the pushed version and the int8 TFLite file."""
+on the eval split, the blessing, the pushed version and the TFLite file to ship."""
 
 from __future__ import annotations
 
@@ -28,9 +28,12 @@ def _row(app, workspace: str, code: int, seconds: float) -> dict:
     row["version"] = summary.pushed_version if summary.pushed else "-"
     if summary.edge_dir:
         with open(os.path.join(summary.edge_dir, "report.json")) as f:
-            int8 = json.load(f)["variants"].get("int8")
-        if int8:
-            row["int8"] = f"{int8['size_bytes'] / 1024:.1f} KiB, agreement {int8['agreement']:.3f}"
+            report = json.load(f)
+        ship = report.get("ship")
+        if ship:
+            r = report["variants"][ship]
+            row["edge"] = (f"{ship}, {r['size_bytes'] / 1024:.1f} KiB, "
+                           f"agreement {r['agreement']:.3f}")
     return row
 
 
@@ -47,9 +50,9 @@ def run_demo(workspace: str, apps: list[str] | None = None) -> int:
         code = cli.main(["run", "--preset", "tiny", "--workspace", workspace])
         rows.append(_row(app, workspace, code, time.perf_counter() - begun))
     total = time.perf_counter() - start
-    headers = ["app", "metric (eval)", "blessed", "pushed version", "TFLite int8", "time"]
+    headers = ["app", "metric (eval)", "blessed", "pushed version", "TFLite to ship", "time"]
     table = [[r["app"], r.get("metric", "-"), "yes" if r.get("blessed") else "NO",
-              r.get("version", "-"), r.get("int8", "-"), f"{r['seconds']:.0f} s"] for r in rows]
+              r.get("version", "-"), r.get("edge", "-"), f"{r['seconds']:.0f} s"] for r in rows]
     widths = [max(len(str(x)) for x in column) for column in zip(headers, *table, strict=True)]
     print()
     for line in [headers, *table]:

@@ -6,7 +6,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
-from suite.config import AppConfig, TrainBase
+from suite.config import AppConfig, EdgeConfig, TrainBase
 
 FORMATS: tuple[str, ...] = ("folders", "prefix")
 MODES: tuple[str, ...] = ("classify", "anomaly")
@@ -167,6 +167,7 @@ class DefectConfig(AppConfig):
     train: TrainConfig = field(default_factory=TrainConfig)
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    edge: EdgeConfig = field(default_factory=EdgeConfig)  # the gate on the TFLite files
     # "classify": which defect (labelled classes); "anomaly": is this part OK (trained on
     # good parts only).
     mode: str = "classify"

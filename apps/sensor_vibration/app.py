@@ -63,10 +63,23 @@ class SensorVibration(App):
                                        seed=args.seed)
 
     def spec(self, config: VibrationConfig):
+        from apps.sensor_vibration.model import SPECTRAL_HEAD
         from apps.sensor_vibration.pipeline import eval_config
+        from blocks.signal.welch_spectrum import LOG_FLOOR
+        from pipelines.builder import TFLiteSpec
 
+        # The spectral model's .tflite files take the Welch log spectrum, which a device
+        # computes with its FFT library: no int8 tensor holds the power spectrum's range.
+        tflite = TFLiteSpec()
+        if config.model.kind == "spectral":
+            frame, hop = config.model.first_kernel, config.model.first_stride
+            tflite = TFLiteSpec(head_from=SPECTRAL_HEAD, front_end=(
+                f"Welch log power spectrum of each channel of the z-scored window minus its "
+                f"mean: Hann frames of {frame} samples every {hop}, |DFT|^2 / {frame} "
+                f"averaged over the frames, bins 1..{frame // 2} of channel 0, then of "
+                f"channel 1 ..., log(p + {LOG_FLOOR:g})"))
         return self.pipeline_spec(eval_config=eval_config, label_key=LABEL,
-                                  model_input_key=SIGNAL_XF)
+                                  model_input_key=SIGNAL_XF, tflite=tflite)
 
     def metric_lines(self, metrics, config: VibrationConfig, ingested) -> list[str]:
         # Per-class slices are the recall line.

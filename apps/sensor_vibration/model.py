@@ -14,6 +14,8 @@ from blocks.signal.welch_spectrum import remove_window_mean, welch_log_power
 # standardized log spectrum from leaning on a few bins, which is what carries it across
 # motor loads.
 _SPECTRAL_L2 = 1e-2
+# The spectral model's first layer after the Welch log spectrum: where its TFLite files start.
+SPECTRAL_HEAD = "standardize"
 
 
 def _conv_block(x, filters: int, kernel: int, stride: int = 1, name: str = ""):
@@ -53,7 +55,7 @@ def build_model(config: VibrationConfig) -> keras.Model:
         # Per-bin standardization; a short memory so that the inference statistics follow
         # the (shifting) log spectra of the first training steps closely.
         x = layers.BatchNormalization(momentum=0.9, center=False, scale=False,
-                                      name="standardize")(x)
+                                      name=SPECTRAL_HEAD)(x)
         regularizer = keras.regularizers.L2(_SPECTRAL_L2)
     else:
         x = _conv_block(x, m.filters[0], m.first_kernel, m.first_stride, name="wide")

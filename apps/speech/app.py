@@ -129,6 +129,7 @@ class Speech(App):
         return lines
 
     def spec(self, config: SpeechConfig):
+        from apps.speech.model import NORMALIZE, front_end_text
         from apps.speech.pipeline import OPTIONAL_INT8, eval_config
         from pipelines.builder import TFLiteSpec
 
@@ -137,8 +138,11 @@ class Speech(App):
             name=f"{self.command}-transcribe" if transcribe else self.command,
             eval_config=eval_config, label_key=TRANSCRIPT if transcribe else LABEL,
             model_input_key=AUDIO_XF, splits=SPLITS, trainer_eval_split="validation",
+            # The .tflite files take the log-mel spectrogram: a device computes it with its
+            # audio front end (an int8 tensor cannot hold the power spectrum before the log).
             tflite=TFLiteSpec(optional_variants=("int8",) if transcribe
-                              else OPTIONAL_INT8[config.kind]))
+                              else OPTIONAL_INT8[config.kind], head_from=NORMALIZE,
+                              front_end=front_end_text(config)))
 
     def metric_lines(self, metrics, config: SpeechConfig, ingested) -> list[str]:
         lines = []

@@ -15,8 +15,8 @@ DESCRIPTION = """\
 Voice commands for hands-free operation: trains a keyword-spotting model (which word was
 said) or a digit-string transcriber (which digits, in order) from labelled WAV clips,
 checks it on speakers or recordings it never trained on, and deploys it for TF Serving
-(WAV bytes in) and as TFLite files for edge devices (float PCM in: the log-mel features are
-computed inside the model).
+(WAV bytes in) and as TFLite files for edge devices (log-mel spectrogram in: the device
+computes it with its audio front end, as the edge report's front_end entry describes).
 
 Data (--format):
   fsdd             Free Spoken Digit Dataset: a flat folder of {label}_{speaker}_{index}.wav;

@@ -6,7 +6,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
-from suite.config import AppConfig
+from suite.config import AppConfig, EdgeConfig
 
 FORMATS: tuple[str, ...] = ("fsdd", "speech-commands", "folders")
 MODEL_KINDS: tuple[str, ...] = ("dscnn", "kwt", "crnn")
@@ -173,6 +173,7 @@ class SpeechConfig(AppConfig):
     train: TrainConfig = field(default_factory=TrainConfig)
     transcribe: TranscribeConfig = field(default_factory=TranscribeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    edge: EdgeConfig = field(default_factory=EdgeConfig)  # the gate on the TFLite files
     mode: str = "keywords"  # "keywords" (one word per clip) or "transcribe" (digit strings)
     # Served model name (and TF Serving / edge folder). The default follows the mode, so a
     # transcriber is never pushed as a new version of the keyword model: "speech" and

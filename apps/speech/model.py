@@ -38,16 +38,32 @@ LOGITS = "logits"
 N_SYMBOLS = len(DIGITS) + 1  # transcribe: ten digits and the CTC blank (last)
 
 
+def _front_end(config: SpeechConfig) -> tuple[int, int, int, int, float]:
+    """Sample rate, frame and hop (samples), FFT length (the next power of two of the frame)
+    and the upper mel edge (Hz) of the config's front end."""
+    f, rate = config.features, config.data.sample_rate_hz
+    frame = int(round(rate * f.frame_ms / 1000.0))
+    fft = 1 << (frame - 1).bit_length()
+    return rate, frame, int(round(rate * f.hop_ms / 1000.0)), fft, f.upper_hz or 0.95 * rate / 2
+
+
 def log_mel_layer(config: SpeechConfig) -> LogMelSpectrogram:
     """The front end of the config: frames of ``frame_ms`` every ``hop_ms``, the FFT length
     the next power of two, ``num_mel_bins`` mel bands (or MFCCs)."""
-    f, rate = config.features, config.data.sample_rate_hz
-    frame = int(round(rate * f.frame_ms / 1000.0))
-    hop = int(round(rate * f.hop_ms / 1000.0))
-    fft = 1 << (frame - 1).bit_length()
-    upper = f.upper_hz or 0.95 * rate / 2.0
+    f = config.features
+    rate, frame, hop, fft, upper = _front_end(config)
     return LogMelSpectrogram(rate, frame, hop, fft, f.num_mel_bins, f.lower_hz, upper,
                              log_floor=f.log_floor, num_mfcc=f.num_mfcc, name=LOG_MEL)
+
+
+def front_end_text(config: SpeechConfig) -> str:
+    """What a device computes before the TFLite files (they start at ``NORMALIZE``)."""
+    f = config.features
+    rate, frame, hop, fft, upper = _front_end(config)
+    return (f"log-mel spectrogram of float PCM at {rate} Hz: frames of {frame} samples every "
+            f"{hop}, FFT length {fft}, {f.num_mel_bins} mel bands {f.lower_hz:g}-{upper:g} Hz, "
+            f"log(mel + {f.log_floor:g})"
+            + (f", then the first {f.num_mfcc} MFCCs" if f.num_mfcc else ""))
 
 
 def _bn(x, name: str):

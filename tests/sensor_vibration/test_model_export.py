@@ -125,10 +125,11 @@ def test_tflite_variants_agree_with_the_served_model(exported, prepared, tmp_pat
     model_dir, _, _ = exported
     edge_dir = tmp_path / "edge" / "1"
     report = harness.check_tflite(APP, CONFIG, prepared, model_dir, edge_dir)
-    assert sorted(os.listdir(edge_dir)) == sorted(
-        ["float32.tflite", "float16.tflite", "dynamic_range.tflite", "int8.tflite", "report.json"])
-    assert json.loads((edge_dir / "report.json").read_text()) == report
     variants = report["variants"]
+    assert sorted(variants) == ["dynamic_range", "float16", "float32", "int8"]
+    assert sorted(os.listdir(edge_dir)) == sorted(
+        [f"{v}.tflite" for v, r in variants.items() if r["accepted"]] + ["report.json"])
+    assert json.loads((edge_dir / "report.json").read_text()) == report
     assert variants["float32"]["max_abs_diff"] < 1e-4
     for name, r in variants.items():
         assert r["agreement"] >= 0.9, name
@@ -156,6 +157,30 @@ def test_spectral_model_reads_the_welch_log_power_spectrum():
     with pytest.raises(ValueError, match="model.first_kernel"):
         build_model(dataclasses.replace(config, model=dataclasses.replace(
             config.model, first_kernel=CONFIG.data.window + 1)))
+
+
+def test_spectral_tflite_files_start_after_the_front_end(prepared, tmp_path):
+    """The spectral model's TFLite files take the Welch log spectrum (the device computes
+    it): int8 holds the log spectrum, and the head runs in the microcontroller runtime."""
+    from tflite_micro import runtime
+
+    config = replace_path(replace_path(replace_path(
+        APP.with_model(CONFIG, "spectral"), "model.first_kernel", 64), "model.first_stride",
+        32), "train.epochs", 10)
+    model_dir, _ = harness.check_export(APP, config, prepared, tmp_path / "model")
+    report = harness.check_tflite(APP, config, prepared, model_dir, tmp_path / "edge")
+    bins = len(CONFIG.data.channels) * 32
+    assert report["front_end"]["head_from"] == "standardize"
+    assert report["front_end"]["output_shape"] == [bins]
+    operations = report["front_end"]["operations"]
+    assert "welch_average (GlobalAveragePooling1D)" in operations
+    assert operations[-1].endswith("(Log)")  # op names are made unique per process
+    assert "Hann frames of 64 samples every 32" in report["front_end"]["computes"]
+    int8 = report["variants"]["int8"]
+    assert int8["accepted"] and int8["agreement"] >= 0.95, int8.get("rejected")
+    interpreter = runtime.Interpreter.from_file(str(tmp_path / "edge" / "int8.tflite"))
+    assert list(interpreter.get_input_details(0)["shape"]) == [1, bins]
+    assert report["mcu"]["runs"] is True and report["mcu"]["agreement"] >= 0.99, report["mcu"]
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])

@@ -55,25 +55,32 @@ def test_every_component_ran_and_the_model_was_blessed_and_pushed(run):
     assert effective["config"]["data"]["classes"] == list("0123456789")
 
 
-def test_tflite_takes_pcm_and_matches_the_served_model(run):
-    """The .tflite files take float PCM of the preset's length (the log-mel features are
-    computed inside them): fed what the transform graph makes of the eval clips, the
-    float32 file gives the served model's probabilities."""
+def test_tflite_takes_the_log_mel_front_end_and_matches_the_served_model(run):
+    """The .tflite files start after the log-mel front end (a device computes it; an int8
+    tensor cannot hold the power spectrum): fed the front end's output for the eval clips,
+    the float32 file gives the served model's probabilities."""
     import tensorflow as tf
 
+    from apps.speech.model import NORMALIZE
     from serving import tflite
+    from serving.export import load_keras_model, split_front_end
     from suite import examples_io
 
     _, summary, workspace, _ = run
     report = json.load(open(os.path.join(summary.edge_dir, "report.json")))
     assert report["variants"]["float32"]["max_abs_diff"] < 1e-4
+    assert report["front_end"]["head_from"] == NORMALIZE
+    assert f"at {CONFIG.data.sample_rate_hz} Hz" in report["front_end"]["computes"]
     loaded = tf.saved_model.load(summary.pushed_destination)
     files = examples_io.expand_files(str(workspace / "speech" / "examples" / "*" / "eval" / "*"))
     examples = examples_io.first_examples(files, 8)
     pcm = loaded.signatures["transform_features"](examples=tf.constant(examples))["audio_xf"]
     assert pcm.shape == (8, CONFIG.clip_samples)
+    front_end, _ = split_front_end(load_keras_model(summary.pushed_destination), NORMALIZE)
+    features = front_end.predict(pcm.numpy(), verbose=0)
+    assert list(features.shape[1:]) == report["front_end"]["output_shape"]
     served = loaded.signatures["serving_default"](examples=tf.constant(examples))
-    got = tflite.run_tflite(os.path.join(summary.edge_dir, "float32.tflite"), pcm.numpy())
+    got = tflite.run_tflite(os.path.join(summary.edge_dir, "float32.tflite"), features)
     np.testing.assert_allclose(got, served["probabilities"].numpy(), atol=1e-4)
 
 
