@@ -1,5 +1,5 @@
-"""``suite``: the suite's front door (lists the apps, serves the pushed models, and runs an
-app's commands as ``suite APP ...``)."""
+"""``suite``: the suite's front door (lists the apps, serves the pushed models, shows the
+training runs in TensorBoard, and runs an app's commands as ``suite APP ...``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import sys
 
 from apps import registry
+from apps.base import tensorboard
 from serving import serve as serve_cli
 
 
@@ -31,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         "serve", help="serve the pushed models over gRPC and REST (TF Serving API)",
         description=serve_cli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     serve_cli.add_arguments(serve)
+    board = sub.add_parser("tensorboard", help="TensorBoard over every training run of a "
+                                               "workspace", description=tensorboard.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    tensorboard.add_arguments(board)
     for command, name in commands.items():
         sub.add_parser(command, help=registry.load(name).about, add_help=False)
     if argv and argv[0] in commands:
@@ -39,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_cli.run(args)
+    if args.command == "tensorboard":
+        return tensorboard.run(args)
     if args.command == "demo":
         from apps.base.demo import run_demo
 

@@ -38,6 +38,7 @@ from tfx.types.artifact import Artifact
 from suite.config import EdgeConfig, from_dict
 
 REPORT = "report.json"
+PRUNED = "pruned_int8"  # the magnitude-pruned int8 variant (edge.prune_sparsity > 0)
 ALL_VARIANTS = "all variants"  # the key under ``skipped`` when the model converts to none
 
 
@@ -93,7 +94,7 @@ def export_edge_models(
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from serving import tflite
+    from serving import pruning, tflite
     from serving.export import export_core_model, load_keras_model
 
     tft_output = tft.TFTransformOutput(transform_output_dir)
@@ -127,6 +128,7 @@ def export_edge_models(
     try:
         core_dir = os.path.join(staging, "core_model")
         export_core_model(keras_model, core_dir)
+        edge = edge or EdgeConfig()
         try:
             paths, skipped = tflite.convert_variants(core_dir, staging, x_train,
                                                      optional=optional_variants)
@@ -135,9 +137,16 @@ def export_edge_models(
             # in the report (and the run summary), not a failed run after the push.
             paths, skipped = {}, {ALL_VARIANTS: f"the model does not convert: {e}"}
         shutil.rmtree(core_dir)
+        if edge.prune_sparsity > 0 and paths:
+            _add_pruned(keras_model, x_train, edge, staging, paths, skipped)
         report = (tflite.evaluate(paths, x_eval, reference, labels, top_k=top_k or None)
                   if paths else {"variants": {}, "n_examples": len(x_eval)})
-        edge = edge or EdgeConfig()
+        if PRUNED in report["variants"]:
+            report["variants"][PRUNED]["sparsity"] = pruning.tflite_sparsity(paths[PRUNED])
+            report["pruning"] = {"target_sparsity": edge.prune_sparsity,
+                                 "epochs": edge.prune_epochs,
+                                 "finetune_examples": min(len(x_train),
+                                                          edge.finetune_examples)}
         tflite.gate(report, gate_limits(edge), edge.max_latency_ratio)
         report["mcu"] = _mcu_entry(paths.get("int8"), x_eval, edge.mcu_max_kib)
         for variant in report["variants"].values():  # where the files are once in place
@@ -162,6 +171,7 @@ def export_edge_models(
                         "the front end with its own DSP library (the pushed SavedModel "
                         "holds its float reference)"}
         report.update(pushed_model=pushed_dir, model_input=model_input_key,
+                      parameters=int(keras_model.count_params()),
                       files={v: os.path.basename(p) for v, p in paths.items()
                              if report["variants"][v]["accepted"]},
                       skipped=skipped, vocabularies=copied)
@@ -171,6 +181,35 @@ def export_edge_models(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report
+
+
+def _add_pruned(model, x_train, edge: EdgeConfig, staging: str, paths: dict,
+                skipped: dict) -> None:
+    """Converts a magnitude-pruned copy of ``model`` to int8 as the ``pruned_int8`` variant
+    (into ``paths``, or the reason into ``skipped``)."""
+    import keras
+
+    from serving import pruning, tflite
+    from serving.export import export_core_model
+
+    x = x_train[:edge.finetune_examples]
+    pruned = keras.models.clone_model(model)
+    pruned.set_weights(model.get_weights())
+    pruning.prune(pruned, x, model.predict(x, batch_size=256, verbose=0), edge.prune_sparsity,
+                  epochs=edge.prune_epochs)
+    folder = os.path.join(staging, "pruned")
+    core = export_core_model(pruned, os.path.join(folder, "core_model"))
+    try:
+        converted, failed = tflite.convert_variants(core, folder, x, variants=["int8"],
+                                                    optional=["int8"])
+    except tflite.ConversionError as e:
+        converted, failed = {}, {"int8": str(e)}
+    if "int8" in converted:
+        paths[PRUNED] = os.path.join(staging, f"{PRUNED}.tflite")
+        os.rename(converted["int8"], paths[PRUNED])
+    else:
+        skipped[PRUNED] = failed.get("int8", "did not convert")
+    shutil.rmtree(folder)
 
 
 def _split(model, head_from: str, x_train, x_eval):
@@ -246,17 +285,20 @@ def TFLiteExport(  # noqa: N802 (TFX component names are classes)
     pushed_dir = pushed_model.get_string_custom_property("pushed_destination")
     edge_dir = os.path.join(edge_base, version)
     report_path = os.path.join(edge_dir, REPORT)
+    edge_config = from_dict(EdgeConfig, json.loads(edge), "edge") if edge else EdgeConfig()
     if not os.path.exists(report_path):
         export_edge_models(
             pushed_dir, edge_dir,
             train_examples=_read_serialized(_split_files(examples.uri, "train"),
-                                            max_representative_examples),
+                                            max(max_representative_examples,
+                                                edge_config.finetune_examples
+                                                if edge_config.prune_sparsity else 0)),
             eval_examples=_read_serialized(_split_files(examples.uri, "eval"), max_eval_examples),
             transform_output_dir=transform_graph.uri,
             label_key=label_key, model_input_key=model_input_key, top_k=top_k,
             optional_variants=tuple(v for v in optional_variants.split(",") if v),
             vocabularies=tuple(v for v in vocabularies.split(",") if v),
-            edge=from_dict(EdgeConfig, json.loads(edge), "edge") if edge else None,
+            edge=edge_config,
             head_from=head_from, front_end_text=front_end)
     shutil.copy(report_path, os.path.join(edge_models.uri, REPORT))
     metric = "recall_at_k" if top_k else "accuracy"

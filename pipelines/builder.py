@@ -124,6 +124,7 @@ def create_pipeline(
     from components.atomic_pusher import AtomicPushExecutor
     from components.serving_validator import ServingValidator
     from components.tflite_export import TFLiteExport
+    from components.trainer_executor import EnergyRecordingExecutor
 
     from pipelines import trainer as shared_trainer
 
@@ -157,7 +158,8 @@ def create_pipeline(
         schema=schema_gen.outputs["schema"],
         train_args=trainer_pb2.TrainArgs(splits=["train"]),
         eval_args=trainer_pb2.EvalArgs(splits=[app.trainer_eval_split]),
-        custom_config=custom_config)
+        custom_config=custom_config,
+        custom_executor_spec=executor_spec.ExecutorClassSpec(EnergyRecordingExecutor))
     baseline = Resolver(
         strategy_class=LatestBlessedModelStrategy,
         model=Channel(type=standard_artifacts.Model),

@@ -20,6 +20,8 @@ class RunSummary:
     edge_dir: str | None = None
     evaluation_uri: str | None = None
     model_uri: str | None = None
+    # The Model artifact's training energy properties (components.trainer_executor).
+    training_energy: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
 
@@ -85,6 +87,10 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
             summary.evaluation_uri = artifact.uri
         elif kind == "Model":
             summary.model_uri = artifact.uri
+            summary.training_energy = {
+                name: (value.string_value if value.HasField("string_value")
+                       else value.double_value)
+                for name, value in props.items() if name.startswith("training_")}
     return summary
 
 

@@ -2,7 +2,8 @@
 
 It unpacks ``fn_args``, hands the app's ``fit`` hook the example files and the transform
 graph, and writes what ``fit`` returns through the shared serving export, with warmup
-requests made of real examples cut down to what a client sends. An app's ``fit`` only
+requests made of real examples cut down to what a client sends, and the energy and CO2 the
+training took (CodeCarbon, ``suite.energy``) in the export's metadata. An app's ``fit`` only
 builds its datasets and calls its plain ``train()``, which runs the same way without TFX
 (tests, benchmarks, debugging).
 
@@ -76,8 +77,10 @@ def train_and_export(fit: Callable, config: Any, inputs: TrainerInputs, output_d
     """Runs ``fit`` and writes the serving export to ``output_dir`` (used by ``run_fn`` and
     by anything that trains an app outside TFX)."""
     from serving.export import export_serving_model  # noqa: PLC0415
+    from suite import energy  # noqa: PLC0415
 
-    trained = fit(inputs, config)
+    with energy.measure(config.energy) as used:
+        trained = fit(inputs, config)
     # The eval split may be empty (e.g. no validation split): warm up on training examples.
     warmup = (examples_io.first_examples(inputs.eval_files, WARMUP_EXAMPLES)
               or examples_io.first_examples(inputs.train_files, WARMUP_EXAMPLES))
@@ -85,7 +88,8 @@ def train_and_export(fit: Callable, config: Any, inputs: TrainerInputs, output_d
         trained.model, inputs.transform_output, output_dir, trained.export_spec,
         model_name=config.model_name,
         warmup_examples=serving_examples(warmup, trained.export_spec.serving_features),
-        metadata={"app": app, "config": to_dict(config), **trained.metadata})
+        metadata={"app": app, "config": to_dict(config), **trained.metadata,
+                  energy.METADATA_KEY: used})
     return trained
 
 

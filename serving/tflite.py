@@ -28,6 +28,7 @@ small machines) and turns any failure into a :class:`ConversionError` naming the
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import subprocess
@@ -456,6 +457,11 @@ def _latencies_ms(runner: _Runner, x: np.ndarray, n: int, warmup: int = 5) -> li
     return times
 
 
+def _gzip_size(path: str) -> int:
+    with open(path, "rb") as f:
+        return len(gzip.compress(f.read(), compresslevel=9, mtime=0))
+
+
 def _argmax(y: np.ndarray) -> np.ndarray:
     """The class per example, or per frame for sequence outputs (``[n, T, classes]``)."""
     return np.argmax(y, axis=-1)
@@ -485,7 +491,8 @@ def evaluate(
 ) -> dict:
     """Evaluates each .tflite variant against reference outputs (e.g. the Keras model's).
 
-    Per variant: ``size_bytes``, ``latency_ms_mean``, ``latency_ms_p50`` and
+    Per variant: ``size_bytes``, ``size_gzip_bytes`` (the file compressed, as a firmware
+    image or an over-the-air update carries it), ``latency_ms_mean``, ``latency_ms_p50`` and
     ``latency_ms_p99`` (single-example, after a warm-up; None when ``latency_examples`` is 0),
     ``agreement``, ``max_abs_diff`` (output units) and quality metrics against ``labels``
     (None without labels):
@@ -553,6 +560,7 @@ def evaluate(
         results[variant] = {
             "path": os.fspath(path),
             "size_bytes": int(os.path.getsize(path)),
+            "size_gzip_bytes": _gzip_size(path),
             "latency_ms_mean": float(np.mean(times)) if times else None,
             "latency_ms_p50": float(np.median(times)) if times else None,
             "latency_ms_p99": float(np.percentile(times, 99)) if times else None,

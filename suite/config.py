@@ -50,6 +50,25 @@ class EdgeConfig:
     max_latency_ratio: float = 1.5
     # int8 files up to this size are also run in the microcontroller interpreter (TFLM).
     mcu_max_kib: float = 1024.0
+    # > 0: also a magnitude-pruned int8 variant ("pruned_int8") at this sparsity, fine-tuned
+    # for prune_epochs towards the served model's outputs on up to finetune_examples
+    # training examples (serving.pruning).
+    prune_sparsity: float = 0.0
+    prune_epochs: int = 4
+    finetune_examples: int = 2000
+
+
+@dataclasses.dataclass(frozen=True)
+class EnergyConfig:
+    """Where the training's electricity comes from (every app's ``energy`` field), for the
+    energy and CO2 figures of ``suite.energy``."""
+
+    # ISO 3166-1 alpha-3 code of the grid's country (CodeCarbon's table of mean intensities).
+    country_iso_code: str = "DEU"
+    # > 0: this grid intensity (g CO2eq per kWh) instead of the country's mean.
+    grid_g_co2_per_kwh: float = 0.0
+    # Seconds between power samples.
+    measure_power_secs: float = 5.0
 
 
 class AppConfig:
@@ -83,6 +102,16 @@ class AppConfig:
         if isinstance(getattr(self, "edge", None), EdgeConfig):
             self.check_at_least(0.0, *(f"edge.{f.name}" for f in dataclasses.fields(EdgeConfig)))
             self.check_at_least(1.0, "edge.max_latency_ratio")
+            if not self.edge.prune_sparsity < 1.0:
+                raise ValueError(f"edge.prune_sparsity: expected 0 <= s < 1, got "
+                                 f"{self.edge.prune_sparsity}")
+        if isinstance(getattr(self, "energy", None), EnergyConfig):
+            self.check_at_least(0.0, "energy.grid_g_co2_per_kwh")
+            self.check_at_least(0.1, "energy.measure_power_secs")
+            code = self.energy.country_iso_code
+            if not (len(code) == 3 and code.isalpha() and code.isupper()):
+                raise ValueError(f"energy.country_iso_code: expected an ISO 3166-1 alpha-3 "
+                                 f"code such as DEU or USA, got {code!r}")
         return self
 
     def check_choice(self, dotted: str, choices: Sequence[Any]) -> None:

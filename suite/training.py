@@ -1,5 +1,6 @@
-"""What every app's training loop shares: class weights for imbalance, and a callback that
-keeps the best epoch on the validation split and stops when the time budget is spent."""
+"""What every app's training loop shares: class weights for imbalance, a callback that
+keeps the best epoch on the validation split and stops when the time budget is spent, and
+the TensorBoard logs of a run."""
 
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ class KeepBest(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         figures = self.score() if self.score else {}
+        if logs is not None:  # so that callbacks after this one (TensorBoard) see them
+            logs.update(figures)
         elapsed = time.perf_counter() - self.start
         entry = {"epoch": epoch + 1, "loss": float((logs or {}).get("loss", math.nan)),
                  **figures, "seconds": elapsed}
@@ -64,3 +67,10 @@ class KeepBest(keras.callbacks.Callback):
         """Puts the kept epoch's weights back into the model."""
         if self.best_weights is not None:
             self.core.set_weights(self.best_weights)
+
+
+def tensorboard(log_dir: str | None) -> list[keras.callbacks.Callback]:
+    """The TensorBoard callback of a training run (none without ``log_dir``): per-epoch
+    scalars (the loss, the compiled metrics and, placed after ``KeepBest``, its validation
+    figures) and the model graph, under ``log_dir``."""
+    return [keras.callbacks.TensorBoard(log_dir, write_graph=True)] if log_dir else []

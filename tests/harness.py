@@ -10,7 +10,8 @@ and data it generates in its real format.
   folder holding the gate's accepted files only (``check_published``);
 - ``check_pipeline_run``: one LocalDagRunner run through the app's command line, asserting
   through MLMD that every component the builder declares ran, the model was blessed and
-  pushed as a complete version folder, and the TFLite files were written.
+  pushed as a complete version folder, the training's energy is on the Model artifact, the
+  Trainer wrote TensorBoard logs, and the TFLite files were written.
 """
 
 from __future__ import annotations
@@ -224,6 +225,17 @@ def check_pipeline_run(app, config, code: int, summary, workspace: Path) -> None
     assert os.listdir(base) == [summary.pushed_version]  # no staging folder left behind
     for part in VERSION_FILES:
         assert os.path.exists(os.path.join(summary.pushed_destination, part)), part
+    # The training's energy and CO2 (CodeCarbon) are properties of the Model artifact.
+    assert summary.training_energy["training_energy_kwh"] > 0, summary.training_energy
+    assert summary.training_energy["training_co2_kg"] > 0
+    assert summary.training_energy["training_energy_method"].startswith(("measured",
+                                                                          "estimate"))
+    if getattr(config, "mode", "") != "anomaly":  # fitted, not trained by epochs
+        from apps.base.tensorboard import log_dirs
+
+        runs = {n: p for n, p in log_dirs(str(workspace)).items() if n.startswith(app.name)}
+        assert any(glob.glob(os.path.join(p, "**", "events.out.tfevents.*"), recursive=True)
+                   for p in runs.values()), f"no TensorBoard logs: {runs}"
     edge = summary.edge_dir
     assert edge == str(workspace / "serving" / "edge" / config.model_name
                        / summary.pushed_version)
@@ -262,3 +274,29 @@ def check_image_classifier_learns(model) -> None:
     first = model.evaluate(x, y, verbose=0)
     model.fit(x, y, epochs=15, batch_size=8, verbose=0)
     assert model.evaluate(x, y, verbose=0) < first * 0.5
+
+
+def trained_window_cnn(n: int, n_train: int, *, filters: int = 8, dense: int = 16,
+                       batch_norm: bool = False, epochs: int = 8):
+    """``(model, x, labels)``: a small 1D CNN fitted on the first ``n_train`` of ``n``
+    windows of 64 samples whose class is which third carries a raised level (learnt in a
+    few epochs, so that its answers vary across examples): what the edge tests convert,
+    quantize and prune."""
+    import keras  # noqa: PLC0415
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((64, 1))
+    h = keras.layers.Conv1D(filters, 5, padding="same", activation="relu")(inputs)
+    if batch_norm:
+        h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.Flatten()(keras.layers.MaxPooling1D(2)(h))  # position matters
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Dense(dense, "relu")(h))
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, n)
+    x = rng.normal(0, 0.5, size=(n, 64, 1)).astype(np.float32)
+    for i, label in enumerate(labels):
+        x[i, label * 21:(label + 1) * 21] += 2.0
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x[:n_train], labels[:n_train], epochs=epochs, batch_size=32, verbose=0)
+    return model, x, labels

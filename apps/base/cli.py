@@ -230,6 +230,15 @@ def print_summary(app: App, summary, config: Any, ingested) -> None:
         for line in app.metric_lines(evaluation_metrics(summary.evaluation_uri), config,
                                      ingested):
             print(line)
+    if summary.model_uri:
+        from serving.export import load_metadata
+        from suite.energy import METADATA_KEY, summary_line
+        from tfx.utils import path_utils
+
+        used = load_metadata(path_utils.serving_model_path(summary.model_uri)).get(
+            METADATA_KEY)
+        if used:
+            print(f"training energy: {summary_line(used)}")
     print(f"blessed: {'yes' if summary.blessed else 'NO (thresholds not met; nothing pushed)'}")
     if summary.pushed:
         print(f"TF Serving model: {summary.pushed_destination}")
@@ -260,8 +269,10 @@ def edge_lines(report: dict) -> list[str]:
 
     for variant, r in report["variants"].items():
         verdict = "accepted" if r["accepted"] else f"REJECTED, not published: {r['rejected']}"
-        lines.append(f"  {variant:<14} {r['size_bytes'] / 1024:8.1f} KiB  "
+        lines.append(f"  {variant:<14} {r['size_bytes'] / 1024:8.1f} KiB "
+                     f"({r['size_gzip_bytes'] / 1024:.1f} gzipped)  "
                      f"{r['latency_ms_p50']:7.3f} ms p50 {r['latency_ms_p99']:7.3f} ms p99"
+                     + (f"  sparsity {r['sparsity']:.2f}" if "sparsity" in r else "")
                      + (f"  {label} {r[metric]:.4f}" if r.get(metric) is not None else "")
                      + f"  {agreement} {r['agreement']:.4f}  {verdict}")
     for variant, reason in report.get("skipped", {}).items():

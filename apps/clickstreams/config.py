@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from suite.config import AppConfig, EdgeConfig, TrainBase
+from suite.config import AppConfig, EdgeConfig, EnergyConfig, TrainBase
 
 FORMATS: tuple[str, ...] = ("session-tsv", "diginetica", "movielens", "csv", "orders")
 SESSION_KEYS: tuple[str, ...] = ("customer", "order")  # the orders layout's sequences
@@ -102,6 +102,7 @@ class ClickstreamConfig(AppConfig):
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     edge: EdgeConfig = field(default_factory=EdgeConfig)  # the gate on the TFLite files
+    energy: EnergyConfig = field(default_factory=EnergyConfig)  # the grid of the training
     serving: ServingConfig = field(default_factory=ServingConfig)
     model_name: str = "clickstreams"
 

@@ -27,6 +27,7 @@ from pipelines.trainer import Trained, TrainerInputs
 from serving.export import ExportSpec, Postprocess
 from suite.distribute import strategy as pick_strategy
 from suite.examples_io import raw_dataset
+from suite.training import tensorboard
 
 
 def top_k_outputs(vocabulary: Sequence[bytes | str], k: int) -> Postprocess:
@@ -133,9 +134,8 @@ def train(train_data: tuple[np.ndarray, np.ndarray],
         # jit_compile off: the candidate sampler has no XLA kernel.
         fitted.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), jit_compile=False,
                        loss=positions_loss(model, n_items, cfg.loss, cfg.num_sampled))
-    callbacks = [keras.callbacks.TensorBoard(log_dir)] if log_dir else []
     fitted.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, verbose=verbose,
-               callbacks=callbacks)
+               callbacks=tensorboard(log_dir))
     return model
 
 

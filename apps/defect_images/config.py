@@ -6,7 +6,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
-from suite.config import AppConfig, EdgeConfig, TrainBase
+from suite.config import AppConfig, EdgeConfig, EnergyConfig, TrainBase
 
 FORMATS: tuple[str, ...] = ("folders", "prefix")
 MODES: tuple[str, ...] = ("classify", "anomaly")
@@ -168,6 +168,7 @@ class DefectConfig(AppConfig):
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     edge: EdgeConfig = field(default_factory=EdgeConfig)  # the gate on the TFLite files
+    energy: EnergyConfig = field(default_factory=EnergyConfig)  # the grid of the training
     # "classify": which defect (labelled classes); "anomaly": is this part OK (trained on
     # good parts only).
     mode: str = "classify"

@@ -43,7 +43,7 @@ from apps.defect_images.features import (
 from pipelines.trainer import Trained, TrainerInputs
 from serving.export import ExportSpec
 from suite.distribute import strategy as pick_strategy
-from suite.training import KeepBest, class_weights
+from suite.training import KeepBest, class_weights, tensorboard
 from suite.progress import say
 from suite.metrics import roc_auc
 
@@ -151,7 +151,8 @@ def orientations(images: np.ndarray, invariance: str) -> list[np.ndarray]:
 
 
 def train_classifier(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | None,
-                     config: DefectConfig, *, log: Log = None) -> ClassifyResult:
+                     config: DefectConfig, *, log: Log = None,
+                     log_dir: str | None = None) -> ClassifyResult:
     """Builds and fits the classifier on (image_xf, label) batches; keeps the epoch with the
     best validation accuracy. ``log`` (a print-like function) gets one line per epoch."""
     config = config.check()
@@ -182,7 +183,8 @@ def train_classifier(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset |
                     lambda f: (f["validation_accuracy"], -f["validation_loss"]),
                     cfg.max_minutes, log)
     start = time.perf_counter()
-    model.fit(batches, epochs=cfg.epochs, class_weight=weights, verbose=0, callbacks=[best])
+    model.fit(batches, epochs=cfg.epochs, class_weight=weights, verbose=0,
+              callbacks=[best, *tensorboard(log_dir)])
     train_seconds = time.perf_counter() - start
     best.restore()
     if config.model.test_time_orientations:
@@ -422,11 +424,13 @@ def train_anomaly(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | No
 
 
 def train(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | None,
-          config: DefectConfig, *, log: Log = None) -> ClassifyResult | AnomalyResult:
-    """``train_classifier`` or ``train_anomaly``, by ``config.mode``."""
+          config: DefectConfig, *, log: Log = None,
+          log_dir: str | None = None) -> ClassifyResult | AnomalyResult:
+    """``train_classifier`` (with TensorBoard logs under ``log_dir``) or ``train_anomaly``
+    (fitted, not trained by epochs), by ``config.mode``."""
     if config.mode == "anomaly":
         return train_anomaly(train_ds, validation_ds, config, log=log)
-    return train_classifier(train_ds, validation_ds, config, log=log)
+    return train_classifier(train_ds, validation_ds, config, log=log, log_dir=log_dir)
 
 
 # --------------------------------------------------------------------------------------
@@ -521,7 +525,8 @@ def fit(inputs: TrainerInputs, config: DefectConfig) -> Trained:
     batch = config.train.batch_size
     label = IS_DEFECT if config.mode == "anomaly" else LABEL
     result = train(inputs.dataset(inputs.train_files, batch, IMAGE_XF, label),
-                   inputs.dataset(inputs.eval_files, batch, IMAGE_XF, label), config, log=say)
+                   inputs.dataset(inputs.eval_files, batch, IMAGE_XF, label), config, log=say,
+                   log_dir=inputs.log_dir)
     if isinstance(result, ClassifyResult) and result.validation:
         say(f"validation accuracy {result.validation['accuracy']:.4f} (best epoch "
             f"{result.best_epoch})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from suite.config import AppConfig, EdgeConfig, TrainBase
+from suite.config import AppConfig, EdgeConfig, EnergyConfig, TrainBase
 
 FORMATS: tuple[str, ...] = ("folders", "npz", "dicom")
 MODEL_KINDS: tuple[str, ...] = ("cnn", "resnet")
@@ -98,6 +98,7 @@ class MedicalConfig(AppConfig):
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     edge: EdgeConfig = field(default_factory=EdgeConfig)  # the gate on the TFLite files
+    energy: EnergyConfig = field(default_factory=EnergyConfig)  # the grid of the training
     model_name: str = "medical_scans"
 
     CHOICES = {"model.kind": MODEL_KINDS}

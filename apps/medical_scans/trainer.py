@@ -27,7 +27,7 @@ from apps.medical_scans.model import augmentation, build_model
 from pipelines.trainer import Trained, TrainerInputs
 from serving.export import ExportSpec
 from suite.distribute import strategy as pick_strategy
-from suite.training import KeepBest, class_weights
+from suite.training import KeepBest, class_weights, tensorboard
 from suite.metrics import roc_auc
 from suite.progress import say
 
@@ -64,7 +64,7 @@ def positive_scores(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
 
 
 def train(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | None,
-          config: MedicalConfig, *, log=None) -> TrainResult:
+          config: MedicalConfig, *, log=None, log_dir: str | None = None) -> TrainResult:
     """Builds and fits the configured model on (image_xf, label) batches; keeps the epoch
     with the best validation AUC and chooses the decision threshold on the validation split.
     ``log`` (a print-like function) gets one line per epoch."""
@@ -101,7 +101,8 @@ def train(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | None,
     best = KeepBest(model, score if validation_ds is not None else None,
                     lambda f: f["validation_auc"], cfg.max_minutes, log)
     start = time.perf_counter()
-    model.fit(fit_ds, epochs=cfg.epochs, class_weight=weights, verbose=0, callbacks=[best])
+    model.fit(fit_ds, epochs=cfg.epochs, class_weight=weights, verbose=0,
+              callbacks=[best, *tensorboard(log_dir)])
     train_seconds = time.perf_counter() - start
     best.restore()
     if validation_ds is not None:
@@ -161,7 +162,7 @@ def fit(inputs: TrainerInputs, config: MedicalConfig) -> Trained:
     batch = config.train.batch_size
     result = train(inputs.dataset(inputs.train_files, batch, IMAGE_XF, LABEL),
                    inputs.dataset(inputs.eval_files, batch, IMAGE_XF, LABEL), config,
-                   log=say)
+                   log=say, log_dir=inputs.log_dir)
     say(f"decision threshold {result.threshold:.4f} (validation: "
         + ", ".join(f"{k} {result.validation[k]:.4f}" for k in
                     ("auc", "sensitivity", "specificity") if k in result.validation) + ")")

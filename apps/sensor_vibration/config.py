@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from suite.config import AppConfig, EdgeConfig, TrainBase
+from suite.config import AppConfig, EdgeConfig, EnergyConfig, TrainBase
 
 FORMATS: tuple[str, ...] = ("mat", "csv")
 MODEL_KINDS: tuple[str, ...] = ("spectral", "wdcnn", "lstm", "gru")
@@ -93,6 +93,7 @@ class VibrationConfig(AppConfig):
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     edge: EdgeConfig = field(default_factory=EdgeConfig)  # the gate on the TFLite files
+    energy: EnergyConfig = field(default_factory=EnergyConfig)  # the grid of the training
     model_name: str = "sensor_vibration"
 
     CHOICES = {"model.kind": MODEL_KINDS, "train.lr_schedule": ("constant", "cosine")}

@@ -20,6 +20,7 @@ from blocks.signal.noise import add_noise_at_snr
 from pipelines.trainer import Trained, TrainerInputs
 from serving.export import ExportSpec, classification_outputs
 from suite.distribute import strategy as pick_strategy
+from suite.training import tensorboard
 
 
 def export_spec(config: VibrationConfig) -> ExportSpec:
@@ -48,7 +49,7 @@ def train(train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | None, config: Vi
         model = build_model(config)
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    callbacks = [keras.callbacks.TensorBoard(log_dir)] if log_dir else []
+    callbacks = tensorboard(log_dir)
     if cfg.lr_schedule == "cosine":
         callbacks.append(keras.callbacks.LearningRateScheduler(
             lambda epoch: cfg.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))))

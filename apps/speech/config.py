@@ -6,7 +6,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
-from suite.config import AppConfig, EdgeConfig
+from suite.config import AppConfig, EdgeConfig, EnergyConfig
 
 FORMATS: tuple[str, ...] = ("fsdd", "speech-commands", "folders")
 MODEL_KINDS: tuple[str, ...] = ("dscnn", "kwt", "crnn")
@@ -174,6 +174,7 @@ class SpeechConfig(AppConfig):
     transcribe: TranscribeConfig = field(default_factory=TranscribeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     edge: EdgeConfig = field(default_factory=EdgeConfig)  # the gate on the TFLite files
+    energy: EnergyConfig = field(default_factory=EnergyConfig)  # the grid of the training
     mode: str = "keywords"  # "keywords" (one word per clip) or "transcribe" (digit strings)
     # Served model name (and TF Serving / edge folder). The default follows the mode, so a
     # transcriber is never pushed as a new version of the keyword model: "speech" and

@@ -40,7 +40,7 @@ from serving.export import ExportSpec, classification_outputs
 from suite import examples_io
 from suite.distribute import strategy as pick_strategy
 from suite.progress import say
-from suite.training import KeepBest
+from suite.training import KeepBest, tensorboard
 
 Log = Callable[[str], None]
 
@@ -176,7 +176,7 @@ def _schedule(config: SpeechConfig, steps_per_epoch: int):
 
 def train(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | None,
           config: SpeechConfig, *, noises: Sequence[np.ndarray] = (), log: Log | None = None,
-          verbose: int = 0) -> TrainResult:
+          verbose: int = 0, log_dir: str | None = None) -> TrainResult:
     """Builds and fits the keyword model on (audio_xf, label) batches; keeps the epoch with
     the best validation accuracy (ties: lower validation loss)."""
     config = config.check()
@@ -218,7 +218,7 @@ def train(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | None,
     best = KeepBest(model, score if len(y_val) else None, rank, t.max_minutes, log)
     start = time.perf_counter()
     trainer_model.fit(fit_ds, epochs=t.epochs, steps_per_epoch=steps, verbose=verbose,
-                      callbacks=[best])
+                      callbacks=[best, *tensorboard(log_dir)])
     seconds = time.perf_counter() - start
     best.restore()
     return TrainResult(model, best.history, best.best_epoch, best.best_figures, seconds,
@@ -266,7 +266,8 @@ def string_dataset(pool: strings.DigitPool, config: SpeechConfig,
 
 def train_transcriber(pool: strings.DigitPool, validation_ds: tf.data.Dataset | None,
                       config: SpeechConfig, *, noises: Sequence[np.ndarray] = (),
-                      log: Log | None = None, verbose: int = 0) -> TrainResult:
+                      log: Log | None = None, verbose: int = 0,
+                      log_dir: str | None = None) -> TrainResult:
     """Builds and fits the CTC acoustic model on strings drawn from ``pool`` every epoch;
     keeps the epoch with the lowest validation character error rate (ties: more exact
     strings)."""
@@ -299,7 +300,8 @@ def train_transcriber(pool: strings.DigitPool, validation_ds: tf.data.Dataset | 
     best = KeepBest(model, score if references else None, rank, t.max_minutes, log)
     start = time.perf_counter()
     trainer_model.fit(string_dataset(pool, config, noises), epochs=t.epochs,
-                      steps_per_epoch=steps, verbose=verbose, callbacks=[best])
+                      steps_per_epoch=steps, verbose=verbose,
+                      callbacks=[best, *tensorboard(log_dir)])
     seconds = time.perf_counter() - start
     best.restore()
     return TrainResult(model, best.history, best.best_epoch, best.best_figures, seconds,
@@ -335,11 +337,11 @@ def fit(inputs: TrainerInputs, config: SpeechConfig) -> Trained:
         result = train_transcriber(
             digit_pool(inputs.train_files, config),
             inputs.dataset(inputs.eval_files, batch, AUDIO_XF, TRANSCRIPT_IDS), config,
-            noises=noises, log=say)
+            noises=noises, log=say, log_dir=inputs.log_dir)
     else:
         result = train(inputs.dataset(inputs.train_files, batch, AUDIO_XF, LABEL),
                        inputs.dataset(inputs.eval_files, batch, AUDIO_XF, LABEL), config,
-                       noises=noises, log=say)
+                       noises=noises, log=say, log_dir=inputs.log_dir)
     say(f"kept epoch {result.best_epoch}: "
         + ", ".join(f"{k} {v:.4f}" for k, v in result.validation.items()))
     return Trained(result.model, export_spec(config), export_metadata(config, result))

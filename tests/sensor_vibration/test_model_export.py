@@ -161,12 +161,14 @@ def test_spectral_model_reads_the_welch_log_power_spectrum():
 
 def test_spectral_tflite_files_start_after_the_front_end(prepared, tmp_path):
     """The spectral model's TFLite files take the Welch log spectrum (the device computes
-    it): int8 holds the log spectrum, and the head runs in the microcontroller runtime."""
+    it): int8 holds the log spectrum, the head runs in the microcontroller runtime, and a
+    pruned int8 variant is made when asked."""
     from tflite_micro import runtime
 
-    config = replace_path(replace_path(replace_path(
-        APP.with_model(CONFIG, "spectral"), "model.first_kernel", 64), "model.first_stride",
-        32), "train.epochs", 10)
+    config = APP.with_model(CONFIG, "spectral")
+    for field, value in (("model.first_kernel", 64), ("model.first_stride", 32),
+                         ("train.epochs", 10), ("edge.prune_sparsity", 0.5)):
+        config = replace_path(config, field, value)
     model_dir, _ = harness.check_export(APP, config, prepared, tmp_path / "model")
     report = harness.check_tflite(APP, config, prepared, model_dir, tmp_path / "edge")
     bins = len(CONFIG.data.channels) * 32
@@ -181,6 +183,12 @@ def test_spectral_tflite_files_start_after_the_front_end(prepared, tmp_path):
     interpreter = runtime.Interpreter.from_file(str(tmp_path / "edge" / "int8.tflite"))
     assert list(interpreter.get_input_details(0)["shape"]) == [1, bins]
     assert report["mcu"]["runs"] is True and report["mcu"]["agreement"] >= 0.99, report["mcu"]
+    # The pruned variant: half its weights zero in the file, gated like the others, and
+    # smaller than the dense int8 file once compressed.
+    pruned = report["variants"]["pruned_int8"]
+    assert pruned["sparsity"] == pytest.approx(0.5, abs=0.02)
+    assert pruned["size_gzip_bytes"] < int8["size_gzip_bytes"]
+    assert "accuracy" in pruned["drop"] and report["pruning"]["target_sparsity"] == 0.5
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])

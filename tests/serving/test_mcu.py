@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from serving import mcu, tflite
+from tests import harness
 
 
 def _export(model: keras.Model, shape: tuple[int, ...], folder: str) -> str:
@@ -21,22 +22,7 @@ def _export(model: keras.Model, shape: tuple[int, ...], folder: str) -> str:
 
 
 def test_int8_model_runs_in_tflm_and_agrees_with_tflite(tmp_path):
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((64, 1))
-    h = keras.layers.Conv1D(8, 5, padding="same", activation="relu")(inputs)
-    h = keras.layers.MaxPooling1D(2)(h)
-    h = keras.layers.Flatten()(h)  # position matters: no global pooling
-    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Dense(16, "relu")(h))
-    model = keras.Model(inputs, outputs)
-    # Class: which third of the window carries a raised level; learnt in a few epochs, so
-    # that the answers vary across examples.
-    rng = np.random.default_rng(1)
-    labels = rng.integers(0, 3, 600)
-    x = rng.normal(0, 0.5, size=(600, 64, 1)).astype(np.float32)
-    for i, label in enumerate(labels):
-        x[i, label * 21:(label + 1) * 21] += 2.0
-    model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(x, labels, epochs=8, batch_size=32, verbose=0)
+    model, x, _ = harness.trained_window_cnn(600, 600)
     saved = _export(model, (64, 1), str(tmp_path / "saved"))
     x = x[-120:]
     int8 = tflite.convert(saved, str(tmp_path / "tflite"), x[:80], variants=["int8"])["int8"]

@@ -1,0 +1,128 @@
+"""Benchmark of the edge files: each app's TFLite report on its real benchmark data, as one
+table per app.
+
+With ``--run``, the named apps' ``run --preset default --set edge.prune_sparsity=0.7`` first
+trains, pushes and converts on their real data in ../shared/datasets (the same command a
+user runs, plus the pruned int8 variant); without it, the
+tables are read from the workspace's latest pushed versions. Each table has the served
+SavedModel and every TFLite variant: parameters of the converted model, file size and its
+gzip-compressed size (what a firmware image or an over-the-air update carries),
+single-example latency p50 / p99 (TFLite interpreter, this CPU), the app's metric on the
+held-out examples, its drop against the SavedModel, and the gate's verdict; then the variant
+to ship, the front end a device computes (if any) and the microcontroller check.
+
+  .venv/bin/python benchmarks/edge.py --run sensor_vibration,speech [--workspace W] [--out F]
+  .venv/bin/python benchmarks/edge.py --workspace W      # the runs already in W
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib
+import json
+import os
+import sys
+import time
+
+import common  # noqa: E402  (benchmarks/common.py)
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
+                    "datasets")
+# The run arguments of each app on its real benchmark data; every run also makes the pruned
+# int8 variant.
+PRUNE = ["--set", "edge.prune_sparsity=0.7"]
+RUNS = {
+    "sensor_vibration": ["--data", os.path.join(DATA, "vibration", "cwru_12k_drive_end"),
+                         "--preset", "default", *PRUNE],
+    "speech": ["--data", os.path.join(DATA, "speech", "fsdd", "recordings"), "--preset",
+               "default", "--eval-indices", "5-9", *PRUNE],
+}
+
+
+def _latest_report(workspace: str, model_name: str) -> tuple[str, dict] | None:
+    versions = sorted(glob.glob(os.path.join(workspace, "serving", "edge", model_name, "*",
+                                             "report.json")),
+                      key=lambda p: int(os.path.basename(os.path.dirname(p))))
+    if not versions:
+        return None
+    with open(versions[-1]) as f:
+        return versions[-1], json.load(f)
+
+
+def _folder_bytes(folder: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(folder) for f in fs)
+
+
+def print_report(name: str, path: str, report: dict) -> None:
+    k = report.get("k")
+    metric, label = ("recall_at_k", f"recall@{k}") if k else ("accuracy", "accuracy")
+    reference = report.get("reference", {}).get(metric)
+    print(f"\n{name}: {path} ({report['n_examples']} held-out examples)")
+    saved = report.get("pushed_model")
+    rows = [["SavedModel", "-", f"{_folder_bytes(saved) / 1024:.1f}" if saved and
+             os.path.isdir(saved) else "-", "-", "-", "-", common.fmt(reference), "-", "served"]]
+    for variant, r in report["variants"].items():
+        drop = r.get("drop", {})
+        rows.append([variant, report.get("parameters", "-"), f"{r['size_bytes'] / 1024:.1f}",
+                     common.fmt(r.get("size_gzip_bytes", None) and r["size_gzip_bytes"] / 1024,
+                                1),
+                     common.fmt(r.get("latency_ms_p50"), 3), common.fmt(r.get("latency_ms_p99"), 3),
+                     common.fmt(r.get(metric)),
+                     ", ".join(f"{m} {d:+.4f}" for m, d in drop.items()) or "-",
+                     "accepted" if r.get("accepted") else "REJECTED"])
+    common.print_table(["variant", "parameters", "size KiB", "gzip KiB", "p50 ms", "p99 ms",
+                        label, "drop", "gate"], rows)
+    for variant, reason in report.get("skipped", {}).items():
+        print(f"  {variant}: skipped ({reason[:200]})")
+    for variant, r in report["variants"].items():
+        if r.get("rejected"):
+            print(f"  {variant} rejected: {r['rejected']}")
+    for note in report.get("notes", []):
+        print(f"  note: {note}")
+    if report.get("front_end"):
+        print(f"  front end the device computes: {report['front_end']['computes']}")
+    mcu = report.get("mcu") or {}
+    if mcu.get("runs"):
+        print(f"  TFLite Micro ({mcu['variant']}): arena {mcu['arena_bytes'] / 1024:.1f} KiB, "
+              f"agreement {mcu['agreement']:.4f} on {mcu['n_examples']} examples")
+    elif mcu:
+        print(f"  TFLite Micro ({mcu['variant']}): {mcu.get('reason')}")
+    print(f"  ship: {report.get('ship') or 'none'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", default="", metavar="APP,APP",
+                        help=f"run these apps on their real data first: {', '.join(RUNS)}")
+    common.add_output_arguments(parser, "workspace/benchmarks/edge")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    from apps import registry
+
+    runs = [a for a in args.run.split(",") if a]
+    unknown = [a for a in runs if a not in RUNS]
+    if unknown:
+        parser.error(f"--run: no real-data run for {unknown}; expected some of {list(RUNS)}")
+    results = {}
+    for name in runs:
+        cli = importlib.import_module(f"apps.{name}.cli")
+        code = cli.main(["run", *RUNS[name], "--workspace", args.workspace])
+        results[f"{name}_exit_code"] = code
+    for name in registry.APPS:
+        app = registry.load(name)
+        config = app.config_class.preset("default")
+        found = _latest_report(args.workspace, config.model_name)
+        if found:
+            print_report(app.command, *found)
+            results[name] = found[1]
+    if not any(name in results for name in registry.APPS):
+        print(f"no edge reports under {args.workspace}/serving/edge: use --run", file=sys.stderr)
+        return 2
+    common.finish(results, time.perf_counter() - start, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
