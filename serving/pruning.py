@@ -11,8 +11,9 @@ every ``frequency`` steps it zeroes the smallest-magnitude weights of each pruna
 fine-tuning, and it re-applies the masks after every step so that pruned weights stay zero.
 
 The fine-tuning needs no labels and nothing app-specific: the pruned copy is trained to
-reproduce the served model's outputs (mean squared error on its probabilities or scores) on
-training inputs, with BatchNormalization frozen. The sparse model is then converted like any
+reproduce the served model's outputs on training inputs (cross-entropy against its class
+probabilities as soft targets, or mean squared error on scores), with BatchNormalization
+frozen. The sparse model is then converted like any
 other model; zeros cost nothing once the file is compressed.
 """
 
@@ -25,7 +26,9 @@ import numpy as np
 import suite  # noqa: F401  (Keras policy before TensorFlow)
 import keras
 
-PRUNABLE = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+# Depthwise kernels (a few taps per channel) are left dense: they hold few weights and a
+# pruned tap removes a channel's whole spatial filter.
+PRUNABLE = ("Dense", "Conv1D", "Conv2D", "SeparableConv2D")
 
 
 def _kernels(model: keras.Model) -> list:
@@ -33,7 +36,7 @@ def _kernels(model: keras.Model) -> list:
     kernels = []
     for layer in model._flatten_layers(include_self=False):
         if type(layer).__name__ in PRUNABLE:
-            for name in ("kernel", "depthwise_kernel", "pointwise_kernel"):
+            for name in ("kernel", "pointwise_kernel"):
                 variable = getattr(layer, name, None)
                 if variable is not None and variable.trainable:
                     kernels.append(variable)
@@ -92,18 +95,24 @@ class MagnitudePruning(keras.callbacks.Callback):
 
 
 def prune(model: keras.Model, x: np.ndarray, targets: np.ndarray, sparsity: float, *,
-          epochs: int = 4, batch_size: int = 64, learning_rate: float = 1e-4,
+          epochs: int = 4, batch_size: int = 64, learning_rate: float = 1e-3,
           seed: int = 0) -> keras.Model:
     """Prunes ``model`` in place to ``sparsity`` while fine-tuning it towards ``targets``
-    (the served model's outputs on ``x``); returns it. BatchNormalization is frozen (its
-    inference statistics stay those of the full training)."""
+    (the served model's outputs on ``x``): cross-entropy against them when they are class
+    probabilities (soft targets), mean squared error otherwise (scores); returns it.
+    BatchNormalization is frozen (its inference statistics stay those of the full
+    training)."""
     keras.utils.set_random_seed(seed)
     for layer in model._flatten_layers(include_self=False):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
     steps = math.ceil(len(x) / batch_size) * epochs
     pruning = MagnitudePruning(model, sparsity, ramp_steps=max(1, int(0.75 * steps)))
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+    targets = np.asarray(targets, np.float32)
+    probabilities = (targets.min() >= 0 and targets.max() <= 1
+                     and np.allclose(targets.sum(axis=-1), 1.0, atol=1e-3))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="categorical_crossentropy" if probabilities else "mse")
     model.fit(x, targets, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
               callbacks=[pruning])
     return model
