@@ -285,13 +285,16 @@ def edge_lines(report: dict) -> list[str]:
                      f"from {front_end['model_input']}: {front_end['computes']}")
     mcu = report.get("mcu")
     if mcu:
-        lines.append(
-            f"  microcontroller (TFLite Micro, {mcu['variant']}): "
-            + (f"runs; tensor arena {(mcu['arena_bytes'] or float('nan')) / 1024:.1f} KiB, "
-               f"agreement with the "
-               f"TFLite interpreter {mcu['agreement']:.4f} on {mcu['n_examples']} examples"
-               if mcu["runs"] else f"does not run: {mcu['reason'][:200]}" if mcu["runs"] is False
-               else mcu["reason"]))
+        if mcu["runs"]:
+            arena = mcu["arena_bytes"]
+            verdict = (f"runs; tensor arena {'?' if arena is None else f'{arena / 1024:.1f}'} "
+                       f"KiB, agreement with the TFLite interpreter {mcu['agreement']:.4f} on "
+                       f"{mcu['n_examples']} examples")
+        elif mcu["runs"] is False:
+            verdict = f"does not run: {mcu['reason'][:200]}"
+        else:  # not checked (no int8 file, or too large)
+            verdict = mcu["reason"]
+        lines.append(f"  microcontroller (TFLite Micro, {mcu['variant']}): {verdict}")
     ship = report.get("ship")
     lines.append(f"  ship: {ship} ({figures(report['variants'][ship])})" if ship
                  else "  ship: none (no variant passed the gate)")
