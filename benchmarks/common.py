@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, default_workspace: str, *,
@@ -33,24 +34,51 @@ def print_table(headers: list[str], rows: list[list]) -> None:
         print(line(row))
 
 
-def print_variants(report: dict) -> None:
-    """The TFLite variants of an edge report (``serving.tflite.evaluate``, gated by
-    ``serving.tflite.gate``) as a table, then the variant to ship and the report's notes."""
-    variants = report["variants"]
+def print_variants(report: dict, saved_model_bytes: int | None = None) -> None:
+    """The TFLite variants of an edge report (``components.tflite_export``) as a table, with
+    the served SavedModel's row first when its size is given: parameters, size, gzip size,
+    single-example latency p50 / p99, the metric, its drop and the gate's verdict; then the
+    skipped and rejected variants, the notes, the front end a device computes, the
+    microcontroller check and the variant to ship. Reports written before a field existed
+    show '-' for it."""
+    k = report.get("k")
+    metric, label = ("recall_at_k", f"recall@{k}") if k else ("accuracy", "accuracy")
     verdicts = {True: "accepted", False: "REJECTED", None: "-"}
-    print_table(["variant", "size KiB", "latency ms p50", "latency ms p99", "accuracy",
-                 "agreement", "gate"],
-                [[name, f"{r['size_bytes'] / 1024:.1f}", fmt(r.get("latency_ms_p50"), 3),
-                  fmt(r.get("latency_ms_p99"), 3), fmt(r.get("accuracy")),
-                  fmt(r.get("agreement")), verdicts[r.get("accepted")]]
-                 for name, r in variants.items()])
-    for name, r in variants.items():
+    rows = []
+    if saved_model_bytes is not None:
+        rows.append(["SavedModel", "-", f"{saved_model_bytes / 1024:.1f}", "-", "-", "-",
+                     fmt(report.get("reference", {}).get(metric)), "-", "served"])
+    for name, r in report["variants"].items():
+        gzipped = r.get("size_gzip_bytes")
+        rows.append([name, report.get("parameters", "-"), f"{r['size_bytes'] / 1024:.1f}",
+                     fmt(gzipped and gzipped / 1024, 1), fmt(r.get("latency_ms_p50"), 3),
+                     fmt(r.get("latency_ms_p99"), 3), fmt(r.get(metric)),
+                     ", ".join(f"{m} {d:+.4f}" for m, d in r.get("drop", {}).items()) or "-",
+                     verdicts[r.get("accepted")]])
+    print_table(["variant", "parameters", "size KiB", "gzip KiB", "p50 ms", "p99 ms", label,
+                 "drop", "gate"], rows)
+    for name, reason in report.get("skipped", {}).items():
+        print(f"  {name}: skipped ({reason[:200]})")
+    for name, r in report["variants"].items():
         if r.get("rejected"):
             print(f"  {name} rejected: {r['rejected']}")
-    if "ship" in report:
-        print(f"  ship: {report['ship'] or 'none (no variant passed the gate)'}")
     for note in report.get("notes", []):
         print(f"  note: {note}")
+    if report.get("front_end"):
+        print(f"  front end the device computes: {report['front_end']['computes']}")
+    mcu = report.get("mcu") or {}
+    if mcu.get("runs"):
+        print(f"  TFLite Micro ({mcu['variant']}): arena {mcu['arena_bytes'] / 1024:.1f} KiB, "
+              f"agreement {mcu['agreement']:.4f} on {mcu['n_examples']} examples")
+    elif mcu:
+        print(f"  TFLite Micro ({mcu['variant']}): {mcu.get('reason')}")
+    if "ship" in report:
+        print(f"  ship: {report['ship'] or 'none (no variant passed the gate)'}")
+
+
+def folder_bytes(folder: str) -> int:
+    """The size of every file under ``folder`` (e.g. a SavedModel)."""
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(folder) for f in fs)
 
 
 def fmt(value, digits: int = 4) -> str:

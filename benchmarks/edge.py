@@ -50,45 +50,11 @@ def _latest_report(workspace: str, model_name: str) -> tuple[str, dict] | None:
         return versions[-1], json.load(f)
 
 
-def _folder_bytes(folder: str) -> int:
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(folder) for f in fs)
-
-
 def print_report(name: str, path: str, report: dict) -> None:
-    k = report.get("k")
-    metric, label = ("recall_at_k", f"recall@{k}") if k else ("accuracy", "accuracy")
-    reference = report.get("reference", {}).get(metric)
     print(f"\n{name}: {path} ({report['n_examples']} held-out examples)")
     saved = report.get("pushed_model")
-    rows = [["SavedModel", "-", f"{_folder_bytes(saved) / 1024:.1f}" if saved and
-             os.path.isdir(saved) else "-", "-", "-", "-", common.fmt(reference), "-", "served"]]
-    for variant, r in report["variants"].items():
-        drop = r.get("drop", {})
-        rows.append([variant, report.get("parameters", "-"), f"{r['size_bytes'] / 1024:.1f}",
-                     common.fmt(r.get("size_gzip_bytes", None) and r["size_gzip_bytes"] / 1024,
-                                1),
-                     common.fmt(r.get("latency_ms_p50"), 3), common.fmt(r.get("latency_ms_p99"), 3),
-                     common.fmt(r.get(metric)),
-                     ", ".join(f"{m} {d:+.4f}" for m, d in drop.items()) or "-",
-                     "accepted" if r.get("accepted") else "REJECTED"])
-    common.print_table(["variant", "parameters", "size KiB", "gzip KiB", "p50 ms", "p99 ms",
-                        label, "drop", "gate"], rows)
-    for variant, reason in report.get("skipped", {}).items():
-        print(f"  {variant}: skipped ({reason[:200]})")
-    for variant, r in report["variants"].items():
-        if r.get("rejected"):
-            print(f"  {variant} rejected: {r['rejected']}")
-    for note in report.get("notes", []):
-        print(f"  note: {note}")
-    if report.get("front_end"):
-        print(f"  front end the device computes: {report['front_end']['computes']}")
-    mcu = report.get("mcu") or {}
-    if mcu.get("runs"):
-        print(f"  TFLite Micro ({mcu['variant']}): arena {mcu['arena_bytes'] / 1024:.1f} KiB, "
-              f"agreement {mcu['agreement']:.4f} on {mcu['n_examples']} examples")
-    elif mcu:
-        print(f"  TFLite Micro ({mcu['variant']}): {mcu.get('reason')}")
-    print(f"  ship: {report.get('ship') or 'none'}")
+    common.print_variants(report, common.folder_bytes(saved) if saved and os.path.isdir(saved)
+                          else None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -225,16 +225,15 @@ def edge_report(model, config: SpeechConfig, tft_output, folder: str, out_dir: s
                          metadata={"app": APP.name, "config": to_dict(config),
                                    "mode": config.mode, "kind": config.kind})
     say("converting to TFLite (float32, float16, dynamic range, int8)")
+    tflite_spec = APP.spec(config).tflite
     report = export_edge_models(
         model_dir, os.path.join(out_dir, "edge"),
         train_examples=examples_io.first_examples(split_files(folder, "train"), 10 ** 6),
         eval_examples=examples_io.first_examples(split_files(folder, "eval"), 10 ** 6),
         transform_output_dir=os.path.dirname(tft_output.transform_savedmodel_dir.rstrip("/")),
         label_key=LABEL, model_input_key=AUDIO_XF, edge=config.edge,
-        head_from=APP.spec(config).tflite.head_from,
-        front_end_text=APP.spec(config).tflite.front_end)
-    report["saved_model_bytes"] = sum(os.path.getsize(os.path.join(d, f))
-                                      for d, _, fs in os.walk(model_dir) for f in fs)
+        head_from=tflite_spec.head_from, front_end_text=tflite_spec.front_end)
+    report["saved_model_bytes"] = common.folder_bytes(model_dir)
     return report
 
 
@@ -344,12 +343,8 @@ def print_report(results: dict) -> None:
         print(f"most frequent deep errors: {dict(list(a['errors'].items())[:5])}")
         edge = a.get("edge")
         if edge:
-            print(f"\nTFLite (PCM input, features inside) on the {edge['n_examples']} eval clips;"
-                  f" SavedModel {edge['saved_model_bytes'] / 1024:.0f} KiB, its accuracy "
-                  f"{common.fmt(edge['reference'].get('accuracy'))}")
-            common.print_variants(edge)
-            for v, reason in edge.get("skipped", {}).items():
-                print(f"  {v}: skipped ({reason[:200]})")
+            print(f"\nTFLite on the {edge['n_examples']} eval clips")
+            common.print_variants(edge, edge["saved_model_bytes"])
     loso = results.get("b")
     if loso:
         print("\n(b) leave one speaker out (trained on the other speakers, all indices)")
