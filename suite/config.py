@@ -71,6 +71,33 @@ class EnergyConfig:
     measure_power_secs: float = 5.0
 
 
+@dataclasses.dataclass(frozen=True)
+class DriftConfig:
+    """How far serving traffic may move from the training data before ``suite drift``
+    fails (every app's ``drift`` field; TFDV's comparators, per feature)."""
+
+    # Numeric features: Jensen-Shannon divergence of the request histogram from training's.
+    max_jensen_shannon: float = 0.1
+    # Categorical features: L-infinity distance of the value frequencies.
+    max_l_infinity: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCardConfig:
+    """What only a person can say about a model, for its model card (every app's ``card``
+    field); empty fields are printed as placeholders to fill in."""
+
+    owner: str = ""
+    licence: str = ""
+    intended_users: str = ""
+    contact: str = ""
+    # A slice whose headline metric is more than this below the overall figure is listed
+    # as a known limitation.
+    max_slice_gap: float = 0.05
+    # Bootstrap resamples of the eval examples for the confidence intervals.
+    bootstrap_samples: int = 1000
+
+
 class AppConfig:
     """Base of an app's root config (a frozen dataclass): named presets and a check.
 
@@ -112,6 +139,11 @@ class AppConfig:
             if not (len(code) == 3 and code.isalpha() and code.isupper()):
                 raise ValueError(f"energy.country_iso_code: expected an ISO 3166-1 alpha-3 "
                                  f"code such as DEU or USA, got {code!r}")
+        if isinstance(getattr(self, "drift", None), DriftConfig):
+            self.check_at_least(0.0, "drift.max_jensen_shannon", "drift.max_l_infinity")
+        if isinstance(getattr(self, "card", None), ModelCardConfig):
+            self.check_at_least(0.0, "card.max_slice_gap")
+            self.check_at_least(10, "card.bootstrap_samples")
         return self
 
     def check_choice(self, dotted: str, choices: Sequence[Any]) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from suite.config import AppConfig, EdgeConfig, EnergyConfig, TrainBase
+from suite.config import (
+    AppConfig, DriftConfig, EdgeConfig, EnergyConfig, ModelCardConfig, TrainBase)
 
 FORMATS: tuple[str, ...] = ("mat", "csv")
 MODEL_KINDS: tuple[str, ...] = ("spectral", "wdcnn", "lstm", "gru")
@@ -94,6 +95,8 @@ class VibrationConfig(AppConfig):
     eval: EvalConfig = field(default_factory=EvalConfig)
     edge: EdgeConfig = field(default_factory=EdgeConfig)  # the gate on the TFLite files
     energy: EnergyConfig = field(default_factory=EnergyConfig)  # the grid of the training
+    drift: DriftConfig = field(default_factory=DriftConfig)  # limits of `suite drift`
+    card: ModelCardConfig = field(default_factory=ModelCardConfig)  # model card fields
     model_name: str = "sensor_vibration"
 
     CHOICES = {"model.kind": MODEL_KINDS, "train.lr_schedule": ("constant", "cosine")}
