@@ -1,8 +1,9 @@
 # Two commands on a fresh machine; each bootstraps the Python 3.10 venv from uv.lock first.
 #   make demo   every app on generated data, end to end (tiny preset), then one table
 #               (make demo APP=sensor-vibration runs one app)
-#   make test   the whole test suite (what CI runs)
-.PHONY: demo test bootstrap lint
+#   make test   the whole test suite (what CI runs); installs Debian's Chromium first, for
+#               the run report's browser test (skipped, saying why, where it can't be had)
+.PHONY: demo test bootstrap lint browser
 
 VENV := .venv/bin
 
@@ -12,7 +13,10 @@ bootstrap:
 demo: bootstrap
 	$(VENV)/suite demo --workspace workspace $(if $(APP),--app $(APP))
 
-test: bootstrap
+browser:
+	@scripts/browser.sh
+
+test: bootstrap browser
 	$(VENV)/python -m pytest -q
 
 lint: bootstrap

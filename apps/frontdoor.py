@@ -1,5 +1,6 @@
-"""``suite``: the suite's front door (lists the apps, serves the pushed models, shows the
-training runs in TensorBoard, and runs an app's commands as ``suite APP ...``)."""
+"""``suite``: the suite's front door (lists the apps, serves the pushed models, checks their
+serving traffic for drift, shows the training runs in TensorBoard, and runs an app's
+commands as ``suite APP ...``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 
 from apps import registry
 from apps.base import tensorboard
+from serving import drift as drift_cli
 from serving import serve as serve_cli
 
 
@@ -32,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         "serve", help="serve the pushed models over gRPC and REST (TF Serving API)",
         description=serve_cli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     serve_cli.add_arguments(serve)
+    drift = sub.add_parser(
+        "drift", help="compare a log of serving requests with a model's training data (TFDV)",
+        description=drift_cli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    drift_cli.add_arguments(drift)
     board = sub.add_parser("tensorboard", help="TensorBoard over every training run of a "
                                                "workspace", description=tensorboard.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_cli.run(args)
+    if args.command == "drift":
+        return drift_cli.run(args)
     if args.command == "tensorboard":
         return tensorboard.run(args)
     if args.command == "demo":

@@ -25,14 +25,24 @@ from tfx.utils import proto_utils
 from serving.versions import list_versions
 
 
+# What the run report (components.run_report) adds to a version after its push: not part of
+# the model, so not of its fingerprint.
+ADDED_AFTER_PUSH = ("assets.extra/report.html", "assets.extra/model_card.json",
+                    "assets.extra/model_card.md", "assets.extra/data/")
+
+
 def model_fingerprint(model_dir: str) -> str:
-    """A hash of every file of a SavedModel directory (names and contents)."""
+    """A hash of every file of a SavedModel directory (names and contents), leaving out
+    what the run report adds after a push."""
     digest = hashlib.sha256()
     for root, dirs, files in os.walk(model_dir):
         dirs.sort()
         for name in sorted(files):
             path = os.path.join(root, name)
-            digest.update(os.path.relpath(path, model_dir).encode())
+            relative = os.path.relpath(path, model_dir).replace(os.sep, "/")
+            if relative.startswith(ADDED_AFTER_PUSH):
+                continue
+            digest.update(relative.encode())
             with open(path, "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     digest.update(chunk)

@@ -49,14 +49,16 @@ class EdgeModels(Artifact):
     TYPE_NAME = "suite.EdgeModels"
 
 
-def _split_files(examples_uri: str, split: str) -> list[str]:
+def split_files(examples_uri: str, split: str) -> list[str]:
+    """The files of one split of an Examples artifact (raises when it has none)."""
     files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
     if not files:
         raise FileNotFoundError(f"{examples_uri}: no examples in split {split!r}")
     return files
 
 
-def _read_serialized(files, limit: int) -> list[bytes]:
+def read_serialized(files, limit: int) -> list[bytes]:
+    """The first ``limit`` serialized records of ``files``."""
     import tensorflow as tf
 
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP" if files[0].endswith(".gz") else "")
@@ -289,11 +291,11 @@ def TFLiteExport(  # noqa: N802 (TFX component names are classes)
     if not os.path.exists(report_path):
         export_edge_models(
             pushed_dir, edge_dir,
-            train_examples=_read_serialized(_split_files(examples.uri, "train"),
+            train_examples=read_serialized(split_files(examples.uri, "train"),
                                             max(max_representative_examples,
                                                 edge_config.finetune_examples
                                                 if edge_config.prune_sparsity else 0)),
-            eval_examples=_read_serialized(_split_files(examples.uri, "eval"), max_eval_examples),
+            eval_examples=read_serialized(split_files(examples.uri, "eval"), max_eval_examples),
             transform_output_dir=transform_graph.uri,
             label_key=label_key, model_input_key=model_input_key, top_k=top_k,
             optional_variants=tuple(v for v in optional_variants.split(",") if v),

@@ -3,7 +3,8 @@
 ImportExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer
 -> latest blessed model resolver -> Evaluator (value and change thresholds) -> serving
 validation (load + warmup requests over gRPC) -> Pusher (atomic, gated on both blessings)
--> TFLite export of the pushed model, gated variant by variant. Extra components are
+-> TFLite export of the pushed model, gated variant by variant -> the run report (and, when
+pushed, the model card and the data profile in the pushed version). Extra components are
 composed in by the caller; runners (local, Beam, Kubeflow V2) change the runtime, never the
 graph.
 """
@@ -42,6 +43,23 @@ class TFLiteSpec:
 
 
 @dataclass(frozen=True)
+class ReportSpec:
+    """What an app's run report and model card say that the shared step cannot know."""
+
+    explain: str = ""  # explanation samples: components.explain_samples.KINDS, "" for none
+    # TFMA metric name -> the same figure in numpy, (raw labels, served prediction) ->
+    # float, recomputed on bootstrap resamples of the eval examples for the model card's
+    # confidence intervals (and, with length_feature, by history length).
+    statistics: tuple[tuple[str, Callable], ...] = ()
+    length_feature: str = ""  # a raw list feature whose length groups a ranker's figures
+    intended_use: str = ""
+    not_for: str = ""
+    split_rule: str = ""
+    decision_rule: str = ""  # how a prediction becomes a decision, when no threshold is kept
+    limitations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class AppSpec:
     """What an app contributes to the shared pipeline.
 
@@ -66,6 +84,8 @@ class AppSpec:
     # Evaluator blesses on was seen while training.
     splits: tuple[str, ...] = ("train", "eval")
     trainer_eval_split: str = "eval"
+    headline_metric: str = ""  # TFMA name of the figure that sums a model up
+    report: ReportSpec = field(default_factory=ReportSpec)
 
 
 def dotted_path(fn: Callable) -> str:
@@ -86,6 +106,19 @@ def code_version(app: AppSpec) -> str:
             digest.update(str(path.relative_to(REPO_ROOT)).encode())
             digest.update(path.read_bytes())
     return f"{suite.__version__}+{digest.hexdigest()[:12]}"
+
+
+def report_parameters(app: AppSpec) -> str:
+    """The app's ReportSpec as the report step's JSON parameter (callables by dotted path)."""
+    spec = app.report
+    return json.dumps({
+        # The model card's intervals are of the first statistic where the app declares any.
+        "headline": spec.statistics[0][0] if spec.statistics else app.headline_metric,
+        "explain": spec.explain,
+        "statistics": {name: dotted_path(fn) for name, fn in spec.statistics},
+        "length_feature": spec.length_feature, "intended_use": spec.intended_use,
+        "not_for": spec.not_for, "split_rule": spec.split_rule,
+        "decision_rule": spec.decision_rule, "limitations": list(spec.limitations)})
 
 
 @dataclass(frozen=True)
@@ -122,6 +155,7 @@ def create_pipeline(
     from tfx.types import Channel, standard_artifacts
 
     from components.atomic_pusher import AtomicPushExecutor
+    from components.run_report import RunReportStep
     from components.serving_validator import ServingValidator
     from components.tflite_export import TFLiteExport
     from components.trainer_executor import EnergyRecordingExecutor
@@ -199,8 +233,28 @@ def create_pipeline(
         edge=json.dumps(to_dict(config.edge)),
         code_version=custom_config["code_version"])
 
+    report = RunReportStep(
+        examples=example_gen.outputs["examples"],
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
+        anomalies=example_validator.outputs["anomalies"],
+        model=trainer.outputs["model"],
+        model_run=trainer.outputs["model_run"],
+        evaluation=evaluator.outputs["evaluation"],
+        blessing=evaluator.outputs["blessing"],
+        pushed_model=pusher.outputs["pushed_model"],
+        edge_models=tflite.outputs["edge_models"],
+        app=custom_config["app"],
+        model_name=model_name,
+        config=json.dumps(custom_config["config"]),
+        spec=report_parameters(app),
+        code_version=custom_config["code_version"],
+        model_input_key=app.model_input_key,
+        head_from=app.tflite.head_from,
+        examples_dir=paths.examples_dir).with_id("RunReport")
+
     components = [example_gen, statistics_gen, schema_gen, example_validator, transform,
-                  trainer, baseline, evaluator, serving_validator, pusher, tflite,
+                  trainer, baseline, evaluator, serving_validator, pusher, tflite, report,
                   *extra_components]
     return pipeline.Pipeline(
         pipeline_name=app.name,

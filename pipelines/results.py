@@ -3,7 +3,6 @@ edge models and evaluation metrics."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 
@@ -22,6 +21,8 @@ class RunSummary:
     model_uri: str | None = None
     # The Model artifact's training energy properties (components.trainer_executor).
     training_energy: dict = field(default_factory=dict)
+    report_path: str | None = None  # the run report (components.run_report)
+    pushed_report: str | None = None  # its copy in the pushed version, beside the model card
     extra: dict = field(default_factory=dict)
 
 
@@ -39,6 +40,7 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
     """Summarises the newest run of ``pipeline_name`` in the SQLite MLMD store."""
     from ml_metadata.proto import metadata_store_pb2
 
+    from components.run_report import RunReport
     from components.tflite_export import EdgeModels
 
     store = _store(metadata_path)
@@ -83,6 +85,10 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
                 summary.pushed_version = props["pushed_version"].string_value
         elif kind == EdgeModels.TYPE_NAME and "edge_dir" in props:
             summary.edge_dir = props["edge_dir"].string_value
+        elif kind == RunReport.TYPE_NAME and "report_path" in props:
+            summary.report_path = props["report_path"].string_value
+            if "pushed_report" in props:
+                summary.pushed_report = props["pushed_report"].string_value
         elif kind == "ModelEvaluation":
             summary.evaluation_uri = artifact.uri
         elif kind == "Model":
@@ -115,42 +121,3 @@ def component_wall_times(metadata_path: str, pipeline_name: str) -> dict[str, fl
                                                   execution.last_update_time_since_epoch)
     return {node_id: (end - start) / 1000.0
             for node_id, (start, end) in sorted(spans.items(), key=lambda item: item[1])}
-
-
-def evaluation_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
-    """TFMA metrics of an Evaluator output: slice name -> metric name -> value."""
-    import tensorflow_model_analysis as tfma
-
-    result: dict[str, dict[str, float]] = {}
-    for metrics in tfma.load_metrics(evaluation_uri):
-        keys = metrics.slice_key.single_slice_keys
-        name = ",".join(f"{k.column}={_slice_value(k)}" for k in keys) or "overall"
-        values = result.setdefault(name, {})
-        for key_and_value in metrics.metric_keys_and_values:
-            key, value = key_and_value.key, key_and_value.value
-            if not value.HasField("double_value"):
-                continue
-            label = key.name
-            if key.sub_key.HasField("class_id"):
-                label = f"{label}/class_{key.sub_key.class_id.value}"
-            if key.is_diff:
-                label = f"{label}/diff"
-            elif key.model_name == tfma.BASELINE_KEY:
-                # With a baseline the candidate and the last blessed model share metric names.
-                label = f"{label}/baseline"
-            values[label] = value.double_value.value
-    return result
-
-
-def _slice_value(key) -> str:
-    kind = key.WhichOneof("kind")
-    value = getattr(key, kind)
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-def validation_ok(evaluation_uri: str) -> tuple[bool, str]:
-    """Whether TFMA's validation passed, and the failures in words."""
-    import tensorflow_model_analysis as tfma
-
-    result = tfma.load_validation_result(evaluation_uri)
-    return result.validation_ok, json.dumps(
-        [str(f) for f in result.metric_validations_per_slice])[:2000]

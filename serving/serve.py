@@ -3,7 +3,9 @@
 Writes models.config, batching_parameters.txt and monitoring.config next to the repository
 folder, then starts ``tensorflow_model_server`` on them when it is on PATH, or else the
 suite's own server (``serving.server``), which implements the same API on the same files.
-Only argparse is imported at start-up, so ``suite --help`` stays fast.
+With ``--log-requests FILE`` the suite's server appends a sample of the requests it answered
+to FILE (serialized tf.Examples) for ``suite drift``. Only argparse is imported at
+start-up, so ``suite --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ def _ranged(kind: type, low: float, high: float | None = None):
 
 
 PORT = _ranged(int, 0, 65535)  # 0: any free port
+
+
+def _sample_rate(text: str) -> float:
+    """An argparse type: a fraction in (0, 1]."""
+    value = _ranged(float, 0.0, 1.0)(text)
+    if value == 0.0:
+        raise argparse.ArgumentTypeError("expected more than 0 (and at most 1), got 0")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +80,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="larger requests are refused (suite server; default 64 MiB)")
     parser.add_argument("--tls-cert", metavar="PEM", help="serve gRPC over TLS with this cert")
     parser.add_argument("--tls-key", metavar="PEM", help="... and this private key")
+    parser.add_argument("--log-requests", metavar="FILE",
+                        help="append a sample of the answered requests' examples to FILE, a "
+                             "TFRecord of serialized tf.Example for `suite drift --requests "
+                             "FILE` (Classify/Regress inputs; Predict on serialized examples, "
+                             "and on raw tensors one example per row); needs the suite's "
+                             f"server, not {TF_SERVING_BINARY}")
+    parser.add_argument("--log-sample-rate", type=_sample_rate, metavar="R",
+                        help="fraction of requests logged, in (0, 1], drawn per request "
+                             "(default with --log-requests: 1.0, every request)")
 
 
 def _labels(items: list[str], models: list[str]) -> dict[str, dict[str, int]]:
@@ -132,11 +151,15 @@ def suite_server(args: argparse.Namespace, files):
         files.model_config, None if args.no_batching else files.batching_parameters,
         files.monitoring, host=args.host, grpc_port=args.grpc_port, rest_port=args.rest_port,
         poll_seconds=args.poll_seconds, max_request_bytes=args.max_request_bytes,
-        tls_cert=args.tls_cert, tls_key=args.tls_key)
+        tls_cert=args.tls_cert, tls_key=args.tls_key, log_requests=args.log_requests,
+        log_sample_rate=args.log_sample_rate or 1.0)
 
 
 def run(args: argparse.Namespace) -> int:
     """Writes the configs and serves until interrupted."""
+    if args.log_sample_rate is not None and not args.log_requests:
+        print("error: --log-sample-rate needs --log-requests FILE", file=sys.stderr)
+        return 2
     try:
         files, models = write_configs(args)
     except (ValueError, FileNotFoundError) as e:
@@ -148,8 +171,12 @@ def run(args: argparse.Namespace) -> int:
     binary = shutil.which(TF_SERVING_BINARY)
     engine = args.engine
     if engine == "auto":
-        engine = TF_SERVING_BINARY if binary and not tls else "suite"
+        engine = TF_SERVING_BINARY if binary and not (tls or args.log_requests) else "suite"
     if engine == TF_SERVING_BINARY:
+        if args.log_requests:
+            print("error: request logging (--log-requests) needs the suite's server "
+                  "(--engine suite)", file=sys.stderr)
+            return 2
         if not binary:
             print(f"error: {TF_SERVING_BINARY} is not on PATH", file=sys.stderr)
             return 2
@@ -167,7 +194,12 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    server = suite_server(args, files).start()
+    try:
+        server = suite_server(args, files)
+    except (ValueError, OSError) as e:  # the request log file: missing folder, not a TFRecord
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    server.start()
     print(f"serving {', '.join(models)}: gRPC {server.grpc_target}"
           f"{' (TLS)' if tls else ''}, REST {server.rest_url} (Ctrl-C to stop)", flush=True)
     try:

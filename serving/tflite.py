@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from suite.files import write_atomic
 from suite.metrics import roc_auc
 
 VARIANTS = ("float32", "float16", "dynamic_range", "int8")
@@ -284,14 +285,6 @@ def _convert_one(saved_model_dir: str, signature_key: str, variant: str, rep: np
     return converter.convert()
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-    """Writes data so that readers never see a partial file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def _cli_convert(args: argparse.Namespace) -> int:
     variants = _check_variants(args.variants)
     optional = set(_check_variants(args.optional)) if args.optional else set()
@@ -315,7 +308,7 @@ def _cli_convert(args: argparse.Namespace) -> int:
             )
             return 1
         path = os.path.join(args.out, f"{variant}.tflite")
-        _write_atomic(path, data)
+        write_atomic(path, data)
         print(f"wrote {path} ({len(data)} bytes)", flush=True)
     return 0
 

@@ -22,3 +22,25 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     for start, end in zip(starts, ends, strict=True):
         ranks[order[start:end]] = (start + end + 1) / 2.0
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Share of examples whose most probable class is the label (TFMA's
+    sparse_categorical_accuracy)."""
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    return float(np.mean(np.argmax(probabilities, axis=-1) == labels)) if len(labels) else np.nan
+
+
+def sensitivity(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> float:
+    """Share of the positives scored above ``threshold`` (TFMA's Recall of a binary
+    classifier)."""
+    labels = np.asarray(labels).astype(bool).ravel()
+    hits = np.asarray(scores, dtype=np.float64).ravel() > threshold
+    return float(hits[labels].mean()) if labels.any() else np.nan
+
+
+def specificity(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> float:
+    """Share of the negatives scored at or below ``threshold`` (TFMA's Specificity)."""
+    labels = np.asarray(labels).astype(bool).ravel()
+    quiet = np.asarray(scores, dtype=np.float64).ravel() <= threshold
+    return float(quiet[~labels].mean()) if (~labels).any() else np.nan

@@ -245,6 +245,87 @@ def check_pipeline_run(app, config, code: int, summary, workspace: Path) -> None
         _FLOAT32_AGREEMENT[bool(app.spec(config).tflite.top_k)]
     effective = json.loads((workspace / app.name / "config.json").read_text())
     assert effective["app"] == app.name
+    check_report(app, config, summary)
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (`make browser` installs it)
+
+
+def open_in_browser(path: str, screenshot: str) -> tuple[list[str], list]:
+    """Opens the page ``path`` in headless Chromium (Playwright driving the system's
+    browser); returns the console errors and, per image, (alt, loaded, natural width), and
+    writes a full-page screenshot. Skips the calling test when Chromium is not installed."""
+    import pytest
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} not installed (Debian package chromium; `make browser`)")
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"file://{os.path.abspath(path)}")
+            page.wait_for_load_state("load")
+            images = page.evaluate(
+                "Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
+            page.screenshot(path=screenshot, full_page=True)
+        finally:
+            browser.close()
+    return errors, images
+
+
+def report_images(text: str) -> list[bytes]:
+    """The PNG files embedded in a report page."""
+    import base64
+    import re
+
+    return [base64.b64decode(data) for data in
+            re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)]
+
+
+def check_report(app, config, summary) -> None:
+    """The run report has every section and its figures are real PNGs (training curves
+    except for a model fitted without epochs); the pushed version holds the same report, the
+    model card, whose metrics are TFMA's with intervals around them, and the data profile
+    that ``suite drift`` reads."""
+    import io
+    import json
+
+    from PIL import Image
+
+    from components.evaluation_results import evaluation_metrics
+    from components.report_html import SECTIONS
+
+    text = open(summary.report_path).read()
+    for key in SECTIONS:
+        assert f'<section id="{key}">' in text, key
+    images = report_images(text)
+    assert images and all(Image.open(io.BytesIO(png)).size[0] > 50 for png in images)
+    trained = getattr(config, "mode", "") != "anomaly"
+    assert ('alt="training curves"' in text) == trained
+    assert open(summary.pushed_report).read() == text
+    assets = os.path.dirname(summary.pushed_report)
+    card = json.loads(open(os.path.join(assets, "model_card.json")).read())
+    assert os.path.getsize(os.path.join(assets, "model_card.md")) > 500
+    tfma = evaluation_metrics(summary.evaluation_uri)
+    assert card["metrics"]["overall"] == tfma["overall"]
+    headline = card["metrics"]["headline"]
+    intervals = card["metrics"]["confidence_intervals"]
+    if app.spec(config).report.statistics:
+        assert intervals["overall"]["value"] == tfma["overall"][headline]
+        for name, entry in intervals.items():
+            if entry["ci95"] is None:  # undefined on every resample (one class only)
+                continue
+            low, high = entry["ci95"]
+            assert low - 1e-9 <= entry["value"] <= high + 1e-9, (name, entry)
+            assert entry["value"] == tfma[name.split(" (")[0]][headline]
+    for part in ("data/schema.pbtxt", "data/train_statistics.pb"):
+        assert os.path.getsize(os.path.join(assets, part)) > 0, part
 
 
 def encode_image(array: np.ndarray, fmt: str, mode: str | None = None, **options) -> bytes:

@@ -106,7 +106,8 @@ class App:
             "preprocessing_fn": importlib.import_module(
                 f"{package}.preprocessing").preprocessing_fn,
             "fit": importlib.import_module(f"{package}.trainer").fit,
-            "config_class": self.config_class, **fields})
+            "config_class": self.config_class, "headline_metric": self.headline_metric[0],
+            **fields})
 
     def metric_lines(self, metrics: dict[str, dict[str, float]], config: Any,
                      ingested) -> list[str]:

@@ -218,7 +218,7 @@ def _run(app: App, args: argparse.Namespace, config: Any, workspace: str, app_ws
 def print_summary(app: App, summary, config: Any, ingested) -> None:
     """The run summary: what came from the cache, the app's evaluation lines, the blessing,
     and where the served and edge models are."""
-    from pipelines.results import evaluation_metrics
+    from components.evaluation_results import evaluation_metrics
 
     print()
     cached = sorted(n for n, s in summary.states.items() if s == "CACHED")
@@ -249,6 +249,11 @@ def print_summary(app: App, summary, config: Any, ingested) -> None:
         with open(os.path.join(summary.edge_dir, "report.json")) as f:
             for line in edge_lines(json.load(f)):
                 print(line)
+    if summary.pushed_report:
+        card = os.path.join(os.path.dirname(summary.pushed_report), "model_card.md")
+        print(f"model card:       {card}")
+    if summary.report_path:
+        print(f"run report:       {summary.report_path}")
 
 
 def edge_lines(report: dict) -> list[str]:

@@ -13,7 +13,8 @@ from apps import registry
 
 
 def _row(app, workspace: str, code: int, seconds: float) -> dict:
-    from pipelines.results import evaluation_metrics, latest_run
+    from components.evaluation_results import evaluation_metrics
+    from pipelines.results import latest_run
 
     row = {"app": app.command, "exit": code, "seconds": seconds}
     metadata = os.path.join(workspace, app.name, "metadata.sqlite")

@@ -10,7 +10,7 @@ from typing import Any
 from apps.base.app import App, Progress
 from apps.clickstreams.config import (
     FORMATS, LOSSES, MISSING_CUSTOMER, MODEL_KINDS, SESSION_KEYS, ClickstreamConfig)
-from apps.clickstreams.features import ITEM_IDS, LABEL, VOCABULARY
+from apps.clickstreams.features import HISTORY, ITEM_IDS, LABEL, VOCABULARY
 
 
 def _best_baseline(summary: dict) -> tuple[str, float]:
@@ -101,14 +101,34 @@ class Clickstreams(App):
     def spec(self, config: ClickstreamConfig):
         from apps.clickstreams import ranking
         from apps.clickstreams.pipeline import eval_config
-        from pipelines.builder import TFLiteSpec
+        from pipelines.builder import ReportSpec, TFLiteSpec
 
         # A ranker: the TFLite files are checked on top-k agreement; int8 may fail to
         # convert (recorded as skipped); the vocabulary travels beside the files.
         return self.pipeline_spec(
             eval_config=eval_config, label_key=LABEL, model_input_key=ITEM_IDS,
             tflite=TFLiteSpec(top_k=ranking.TOP_K, optional_variants=("int8",),
-                              vocabularies=(VOCABULARY,)))
+                              vocabularies=(VOCABULARY,)),
+            report=ReportSpec(
+                explain="item_influence",
+                statistics=(("mrr_at_20", ranking.mrr_at_20),
+                            ("recall_at_20", ranking.recall_at_20)),
+                length_feature=HISTORY,
+                intended_use=(
+                    "Ranks the items a shopper is likely to view or buy next from the items "
+                    "of their session, for recommendation slots of a shop."),
+                not_for=(
+                    "Decisions about individual people (credit, pricing, eligibility), or "
+                    "catalogues and shops it was not trained on; new items have no "
+                    "recommendations until the model is retrained."),
+                split_rule=(
+                    "A time split: the newest events are the eval split (the last "
+                    f"{config.data.eval_days} days)" if config.data.eval_days else
+                    "A time split: the newest "
+                    f"{config.data.eval_fraction:.0%} of next-item events are the eval split."),
+                decision_rule="The top 20 items of the model's scores.",
+                limitations=("Items below the vocabulary's minimum count are never "
+                             "recommended.",)))
 
     def metric_lines(self, metrics, config: ClickstreamConfig, ingested) -> list[str]:
         from apps.clickstreams.metrics import NAMES

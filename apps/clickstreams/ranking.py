@@ -123,3 +123,21 @@ def baseline_metrics(baselines: Baselines, eval_examples: Iterable[tuple[Sequenc
 def better_baseline(metrics: dict[str, dict[str, float]]) -> str:
     """The baseline with the higher MRR@20 (the one the model must beat)."""
     return max(sorted(metrics), key=lambda name: metrics[name]["mrr@20"])
+
+
+def _ranking_metric(name: str, labels, ranked) -> float:
+    accumulator = RankingAccumulator()
+    for target, items in zip(labels, ranked, strict=True):
+        accumulator.add([i.decode() if isinstance(i, bytes) else str(i) for i in items],
+                        target.decode() if isinstance(target, bytes) else str(target))
+    return accumulator.result()[name] if accumulator.count else math.nan
+
+
+def mrr_at_20(labels, ranked) -> float:
+    """MRR@20 of ranked item lists against the next items (the report's bootstrap)."""
+    return _ranking_metric("mrr@20", labels, ranked)
+
+
+def recall_at_20(labels, ranked) -> float:
+    """Recall@20 of ranked item lists against the next items."""
+    return _ranking_metric("recall@20", labels, ranked)

@@ -141,12 +141,35 @@ class DefectImages(App):
 
     def spec(self, config: DefectConfig):
         from apps.defect_images.pipeline import eval_config
+        from pipelines.builder import ReportSpec
+        from suite.metrics import accuracy, roc_auc, sensitivity
 
         anomaly = config.mode == "anomaly"
         return self.pipeline_spec(
             name=f"{self.command}-anomaly" if anomaly else self.command,
             eval_config=eval_config, label_key=IS_DEFECT if anomaly else LABEL,
-            model_input_key=IMAGE_XF, splits=SPLITS, trainer_eval_split="validation")
+            model_input_key=IMAGE_XF, splits=SPLITS, trainer_eval_split="validation",
+            report=ReportSpec(
+                explain="" if anomaly else "grad_cam",
+                statistics=((("auc", roc_auc), ("recall", sensitivity)) if anomaly else
+                            (("sparse_categorical_accuracy", accuracy),)),
+                intended_use=(
+                    "Flags product or surface images that look unlike the good parts it was "
+                    "fitted on (unsupervised), for a quality engineer to inspect."
+                    if anomaly else
+                    "Classifies the surface defect type of a product image on the line, so "
+                    "that quality engineers can sort parts and trace defect causes."),
+                not_for=(
+                    "Releasing parts without inspection, or products, cameras, lighting and "
+                    "defect types it was not fitted on: a new line needs its own evaluation."),
+                split_rule=(
+                    "The data's own test folder, or the images numbered in data.eval_indices, "
+                    f"or {config.data.eval_fraction:.0%} of each class are the eval split; "
+                    f"{config.data.validation_fraction:.0%} of the rest the validation split "
+                    "(seeded)."),
+                decision_rule="The most probable defect class of the image.",
+                limitations=("Images are judged as a whole at the model's input size: "
+                             "defects much smaller than a pixel of it can be missed.",)))
 
     def metric_lines(self, metrics, config: DefectConfig, ingested) -> list[str]:
         if config.mode == "anomaly":

@@ -57,12 +57,36 @@ class MedicalScans(App):
 
     def spec(self, config: MedicalConfig):
         from apps.medical_scans.pipeline import eval_config
+        from pipelines.builder import ReportSpec
+        from suite.metrics import roc_auc, sensitivity, specificity
 
         # The Trainer validates on "validation" (best epoch, threshold); only the Evaluator
         # sees "eval".
         return self.pipeline_spec(eval_config=eval_config, label_key=LABEL,
                                   model_input_key=IMAGE_XF, splits=SPLITS,
-                                  trainer_eval_split="validation")
+                                  trainer_eval_split="validation", report=ReportSpec(
+            explain="grad_cam",
+            statistics=(("auc", roc_auc), ("recall", sensitivity),
+                        ("specificity", specificity)),
+            intended_use=(
+                "Flags chest X-rays likely to show pneumonia so that a radiologist reads "
+                "them first (triage and second reading), with a Grad-CAM map of what the "
+                "model looked at."),
+            not_for=(
+                "Diagnosis. This model is not a medical device and is not cleared for "
+                "clinical decisions; a clinician reads every image. Not for other "
+                "conditions, body parts, children/adults unlike the training set, or "
+                "scanners and sites it was not validated on."),
+            split_rule=(
+                "All images of a patient are in one split; "
+                f"{config.data.eval_fraction:.0%} of the patients of each class are the eval "
+                "split (or the data's own test folder), and "
+                f"{config.data.validation_fraction:.0%} of the rest the validation split, "
+                "where the decision threshold is chosen."),
+            limitations=(
+                "Not a diagnostic device.",
+                "Accuracy drops on scans from other acquisition batches, sites and scanners "
+                "than the training data.")))
 
     def metric_lines(self, metrics, config: MedicalConfig, ingested) -> list[str]:
         lines = []

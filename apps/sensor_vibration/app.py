@@ -66,7 +66,8 @@ class SensorVibration(App):
         from apps.sensor_vibration.model import SPECTRAL_HEAD
         from apps.sensor_vibration.pipeline import eval_config
         from blocks.signal.welch_spectrum import LOG_FLOOR
-        from pipelines.builder import TFLiteSpec
+        from pipelines.builder import ReportSpec, TFLiteSpec
+        from suite.metrics import accuracy
 
         # The spectral model's .tflite files take the Welch log spectrum, which a device
         # computes with its FFT library: no int8 tensor holds the power spectrum's range.
@@ -79,7 +80,25 @@ class SensorVibration(App):
                 f"averaged over the frames, bins 1..{frame // 2} of channel 0, then of "
                 f"channel 1 ..., log(p + {LOG_FLOOR:g})"))
         return self.pipeline_spec(eval_config=eval_config, label_key=LABEL,
-                                  model_input_key=SIGNAL_XF, tflite=tflite)
+                                  model_input_key=SIGNAL_XF, tflite=tflite, report=ReportSpec(
+            explain="saliency", statistics=(("sparse_categorical_accuracy", accuracy),),
+            intended_use=(
+                "Tells the bearing condition of a rotating machine (healthy, or which fault "
+                "and how large) from one accelerometer window, so that maintenance engineers "
+                "can rank machines for inspection."),
+            not_for=(
+                "Shutting a machine down on its own, or machines, sensor positions, sample "
+                "rates and fault types it was not trained on: a new machine needs its own "
+                "evaluation first."),
+            split_rule=(
+                f"Each recording is cut into {config.data.split_blocks} contiguous time "
+                "blocks; the last block of every recording is the eval split and no window "
+                "crosses a block boundary" + (
+                    f"; motor load {config.data.holdout_load} is held out as the whole eval "
+                    "split" if config.data.holdout_load is not None else "") + "."),
+            decision_rule="The most probable class of the window.",
+            limitations=("Trained on the recorded machines and loads only; other speeds, "
+                         "mountings and sensors shift the spectrum.",)))
 
     def metric_lines(self, metrics, config: VibrationConfig, ingested) -> list[str]:
         # Per-class slices are the recall line.

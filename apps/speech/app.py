@@ -131,7 +131,8 @@ class Speech(App):
     def spec(self, config: SpeechConfig):
         from apps.speech.model import NORMALIZE, front_end_text
         from apps.speech.pipeline import OPTIONAL_INT8, eval_config
-        from pipelines.builder import TFLiteSpec
+        from pipelines.builder import ReportSpec, TFLiteSpec
+        from suite.metrics import accuracy
 
         transcribe = config.mode == "transcribe"
         return self.pipeline_spec(
@@ -142,7 +143,29 @@ class Speech(App):
             # audio front end (an int8 tensor cannot hold the power spectrum before the log).
             tflite=TFLiteSpec(optional_variants=("int8",) if transcribe
                               else OPTIONAL_INT8[config.kind], head_from=NORMALIZE,
-                              front_end=front_end_text(config)))
+                              front_end=front_end_text(config)),
+            report=ReportSpec(
+                explain="" if transcribe else "saliency",
+                statistics=() if transcribe else (("sparse_categorical_accuracy", accuracy),),
+                intended_use=(
+                    "Transcribes spoken digit strings from short WAV clips." if transcribe else
+                    "Spots which keyword (of the configured list) a short WAV clip holds, for "
+                    "hands-free commands on a device."),
+                not_for=(
+                    "Identifying speakers, open-vocabulary speech, or safety-critical commands "
+                    "without a confirmation step; speakers, microphones and noise unlike the "
+                    "training clips need their own evaluation."),
+                split_rule=(
+                    f"Speaker {config.data.holdout_speaker} held out as the eval split."
+                    if config.data.holdout_speaker else
+                    f"FSDD: recording indices {config.data.eval_indices} are the eval split; "
+                    "Speech Commands: its own testing and validation lists (speakers never "
+                    "cross splits)."),
+                decision_rule=("Greedy CTC decoding of the digit string." if transcribe else
+                               "The most probable keyword of the clip."),
+                limitations=("Speakers in the eval split may also be in train (FSDD index "
+                             "split): speaker-independent accuracy is lower.",)
+                if not config.data.holdout_speaker else ()))
 
     def metric_lines(self, metrics, config: SpeechConfig, ingested) -> list[str]:
         lines = []

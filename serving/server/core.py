@@ -33,6 +33,7 @@ from serving.server.batching import BatchScheduler
 from serving.server.errors import ServingError, from_exception, invalid
 from serving.server.metrics import Metrics
 from serving.server.models import ModelManager, ServableVersion
+from serving.server.request_log import RequestLog
 from serving.tensor_proto import datatype_of, dtype_name, to_ndarray, to_tensor_proto
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -79,8 +80,10 @@ class ServingCore:
     """Models, batching and metrics of one server; answers TF Serving requests."""
 
     def __init__(self, entries: list[ModelEntry], *, batching: BatchingConfig | None = None,
-                 poll_seconds: float = 1.0, metrics: Metrics | None = None):
+                 poll_seconds: float = 1.0, metrics: Metrics | None = None,
+                 request_log: RequestLog | None = None):
         self.metrics = metrics or Metrics()
+        self.request_log = request_log  # a sample of answered requests' examples
         self.manager = ModelManager(entries, poll_seconds=poll_seconds, warmup=self._warmup)
         self.scheduler = BatchScheduler(batching, self.metrics) if batching else None
 
@@ -91,10 +94,13 @@ class ServingCore:
         self.manager.start()
 
     def stop(self) -> None:
-        """Stops polling and batching (queued requests are answered first)."""
+        """Stops polling and batching (queued requests are answered first), then closes
+        the request log."""
         self.manager.stop()
         if self.scheduler:
             self.scheduler.stop()
+        if self.request_log is not None:
+            self.request_log.close()
 
     def record_request(self, model: str, api: str, entrypoint: str,
                        code: grpc.StatusCode) -> None:
@@ -170,7 +176,15 @@ class ServingCore:
         """Checks inputs against the signature, runs it (batched when batching is on) and
         returns the requested outputs."""
         self.check_predict(servable, signature, inputs, output_filter)
-        return _filtered(self._run(servable, signature, inputs), output_filter)
+        outputs = self._run(servable, signature, inputs)
+        self._log_predict(servable, signature, inputs)
+        return _filtered(outputs, output_filter)
+
+    def _log_predict(self, servable: ServableVersion, signature: str,
+                     inputs: dict[str, np.ndarray]) -> None:
+        """Logs an answered Predict request when request logging is on."""
+        if self.request_log is not None:
+            self.request_log.log_predict(servable.signature_defs[signature], inputs)
 
     def _run(self, servable: ServableVersion, signature: str,
              inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -207,6 +221,7 @@ class ServingCore:
         """PredictionService.Predict."""
         servable, signature, inputs, output_filter = self._predict_call(request)
         outputs = self._run(servable, signature, inputs)
+        self._log_predict(servable, signature, inputs)
         return self._predict_response(servable, signature, _filtered(outputs, output_filter))
 
     async def predict_async(self, request: predict_pb2.PredictRequest
@@ -219,6 +234,7 @@ class ServingCore:
             outputs = await self.scheduler.run_async(servable, signature, inputs)
         else:
             outputs = _run_alone(servable, signature, inputs)
+        self._log_predict(servable, signature, inputs)
         return self._predict_response(servable, signature, _filtered(outputs, output_filter))
 
     @staticmethod
@@ -287,6 +303,8 @@ class ServingCore:
                                    or result[name].shape[0] != len(examples)):
                 raise invalid(f"{_where(servable, signature)}: Expected {name} Tensor of shape "
                               f"[{len(examples)}, ...] but got {list(result[name].shape)}")
+        if self.request_log is not None:
+            self.request_log.log_examples(examples)
         return servable, signature, result
 
     def classify(self, request: classification_pb2.ClassificationRequest

@@ -16,6 +16,7 @@ from serving.repository import (
 from serving.server.core import ServingCore
 from serving.server.grpc_service import add_services
 from serving.server.metrics import BatchingStats, Metrics
+from serving.server.request_log import RequestLog
 from serving.server.rest import RestServer
 
 log = logging.getLogger("serving.server")
@@ -27,7 +28,9 @@ DEFAULT_MAX_REQUEST_BYTES = 64 << 20
 class ServerOptions:
     """How the server listens. Ports 0 pick free ephemeral ports; ``rest_port=None`` turns
     REST off. ``host`` is loopback unless told otherwise. With ``tls_cert`` and ``tls_key``
-    (PEM files) gRPC is served over TLS."""
+    (PEM files) gRPC is served over TLS. With ``log_requests`` (a file) a sample of the
+    answered requests (``log_sample_rate``, drawn with ``log_seed``) is appended to it as
+    serialized tf.Examples (``serving.server.request_log``)."""
 
     host: str = "127.0.0.1"
     grpc_port: int = 8500
@@ -39,6 +42,9 @@ class ServerOptions:
     tls_cert: str | None = None
     tls_key: str | None = None
     monitoring_path: str | None = PROMETHEUS_PATH
+    log_requests: str | None = None
+    log_sample_rate: float = 1.0
+    log_seed: int = 0
 
 
 class ModelServer:
@@ -48,8 +54,11 @@ class ModelServer:
         if bool(options.tls_cert) != bool(options.tls_key):
             raise ValueError("TLS needs both a certificate and a key file")
         self.options = options
+        request_log = (RequestLog(options.log_requests, options.log_sample_rate,
+                                  options.log_seed) if options.log_requests else None)
         self.core = ServingCore(entries, batching=options.batching,
-                                poll_seconds=options.poll_seconds, metrics=Metrics())
+                                poll_seconds=options.poll_seconds, metrics=Metrics(),
+                                request_log=request_log)
         self._grpc: grpc.aio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None

@@ -13,7 +13,7 @@ import suite  # noqa: F401
 from apps.clickstreams import cli, data
 from apps.clickstreams.app import APP
 from apps.clickstreams.config import ClickstreamConfig
-from pipelines.results import evaluation_metrics
+from components.evaluation_results import evaluation_metrics
 from tests import harness
 
 pytestmark = pytest.mark.pipeline

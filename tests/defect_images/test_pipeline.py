@@ -17,7 +17,8 @@ import suite  # noqa: F401
 from apps.defect_images import cli, data
 from apps.defect_images.app import APP
 from apps.defect_images.config import DefectConfig, with_mode
-from pipelines.results import evaluation_metrics, latest_run
+from components.evaluation_results import evaluation_metrics
+from pipelines.results import latest_run
 from tests import harness
 
 pytestmark = pytest.mark.pipeline

@@ -15,7 +15,7 @@ import suite  # noqa: F401
 from apps.medical_scans import cli, data
 from apps.medical_scans.app import APP
 from apps.medical_scans.config import MedicalConfig
-from pipelines.results import evaluation_metrics
+from components.evaluation_results import evaluation_metrics
 from tests import harness
 
 pytestmark = pytest.mark.pipeline

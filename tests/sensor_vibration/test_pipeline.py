@@ -13,7 +13,8 @@ import suite  # noqa: F401
 from apps.sensor_vibration import cli, data
 from apps.sensor_vibration.app import APP
 from apps.sensor_vibration.config import VibrationConfig
-from pipelines.results import evaluation_metrics, latest_run
+from components.evaluation_results import evaluation_metrics
+from pipelines.results import latest_run
 from tests import harness
 
 pytestmark = pytest.mark.pipeline
@@ -52,6 +53,19 @@ def test_every_component_ran_and_the_model_was_blessed_and_pushed(first_run, wor
 
     config = json.loads((root / "ws" / "sensor_vibration" / "config.json").read_text())
     assert config["config"]["data"]["classes"] == CLASSES
+
+
+def test_run_report_renders_in_headless_chromium(first_run, tmp_path):
+    _, summary = first_run
+    screenshot = str(tmp_path / "report.png")
+    errors, images = harness.open_in_browser(summary.report_path, screenshot)
+    assert errors == []
+    alts = [alt for alt, _, _ in images]
+    assert {"training curves", "confusion matrix", "explanation"} <= set(alts), alts
+    assert all(loaded and width > 50 for _, loaded, width in images), images
+    from PIL import Image
+
+    assert Image.open(screenshot).size[1] > 2000  # the whole page, every section
 
 
 def test_unchanged_second_run_reuses_the_cache(first_run, workspace):

@@ -14,7 +14,7 @@ import suite  # noqa: F401
 from apps.speech import cli, data, wav
 from apps.speech.app import APP
 from apps.speech.config import SpeechConfig
-from pipelines.results import evaluation_metrics
+from components.evaluation_results import evaluation_metrics
 from tests import harness
 
 pytestmark = pytest.mark.pipeline
