@@ -142,11 +142,24 @@ def _raw_labels(examples: list[bytes], label_key: str) -> np.ndarray:
     return np.array(values, dtype=object if isinstance(values[0], bytes) else None)
 
 
-def _pick(correct: np.ndarray, per_group: int, what: str) -> tuple[np.ndarray, str]:
-    """The first ``per_group`` correct and the first ``per_group`` wrong examples, and a note
-    when a group falls short."""
-    right = np.flatnonzero(correct)[:per_group]
-    wrong = np.flatnonzero(~correct)[:per_group]
+def _spread(candidates: np.ndarray, classes: np.ndarray | None, n: int) -> np.ndarray:
+    """Up to ``n`` of ``candidates``: with ``classes``, one per class first (in order of
+    appearance), so that the samples are not ``n`` near-copies of one class."""
+    if classes is None:
+        return candidates[:n]
+    first, rest, seen = [], [], set()
+    for i in candidates:
+        (rest if classes[i] in seen else first).append(i)
+        seen.add(classes[i])
+    return np.array((first + rest)[:n], dtype=int)
+
+
+def _pick(correct: np.ndarray, per_group: int, what: str,
+          classes: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """Up to ``per_group`` correct and ``per_group`` wrong examples (of different
+    ``classes`` where they can be), and a note when a group falls short."""
+    right = _spread(np.flatnonzero(correct), classes, per_group)
+    wrong = _spread(np.flatnonzero(~correct), classes, per_group)
     notes = []
     for name, group in (("correct", right), ("wrong", wrong)):
         if len(group) == 0:
@@ -205,7 +218,7 @@ def _classifier_samples(version_dir, served: _Served, kind, head_from, out_dir, 
     predicted = np.asarray(outputs.get("class_ids", np.argmax(probabilities, axis=-1)))
     predicted = predicted.reshape(-1).astype(int)
     names = _class_names(class_names, outputs, predicted, n_classes, version_dir)
-    chosen, note = _pick(predicted == labels, per_group, "predictions")
+    chosen, note = _pick(predicted == labels, per_group, "predictions", classes=labels)
     if len(chosen) == 0:
         return [], note
 

@@ -311,8 +311,10 @@ def build_report(*, title: str, spec: dict, config: dict, code_version: str,
         from components.explain_samples import explanation_samples
 
         samples_dir = os.path.join(out_dir, "explanations")
+        # Examples from across the eval split (it may be sorted by class or recording).
         found, note = explanation_samples(
-            model_dir, serialized[:256], label_key=label_key, model_input_key=model_input_key,
+            model_dir, serialized[::max(1, len(serialized) // 256)][:256],
+            label_key=label_key, model_input_key=model_input_key,
             kind=spec["explain"], head_from=head_from, out_dir=samples_dir,
             class_names=classes or None)
         sections["explanations"] = "".join(

@@ -314,7 +314,11 @@ def test_saliency_of_a_raw_window_captions_follow_the_served_answers(exported, t
     assert note == ""
     assert [s.correct for s in samples] == [True, True, False, False]
     _check_pngs(samples, out)
-    expected = list(np.flatnonzero(right)[:2]) + list(np.flatnonzero(~right)[:2])
+    def spread(candidates, n=2):  # one example per label first, then the rest in order
+        first = [i for k, i in enumerate(candidates) if labels[i] not in labels[candidates[:k]]]
+        return (first + [i for i in candidates if i not in first])[:n]
+
+    expected = spread(np.flatnonzero(right)) + spread(np.flatnonzero(~right))
     for sample, i in zip(samples, expected, strict=True):
         name = WINDOW_CLASSES[served["class_ids"][i]]
         p = served["scores"][i]
@@ -335,8 +339,8 @@ def test_saliency_of_a_raw_window_captions_follow_the_served_answers(exported, t
         class_names=("A", "B", "C"))
     assert note == f"no wrong predictions among the {len(only_right)} examples"
     assert [s.correct for s in samples] == [True] * 3
-    assert [s.caption.split(" ")[1] for s in samples] == [
-        "ABC"[c] for c in served["class_ids"][right][:3]]
+    shown = [s.caption.split(" ")[1] for s in samples]
+    assert len(set(shown)) == len(set(labels[right]).intersection(range(3))) == 3  # 3 classes
 
 
 def test_grad_cam_overlays_of_an_image_classifier(exported, tmp_path, monkeypatch):
