@@ -161,6 +161,7 @@ def create_pipeline(
     from components.trainer_executor import EnergyRecordingExecutor
 
     from pipelines import trainer as shared_trainer
+    from serving import drift
 
     model_name = app.model_name(config)
     custom_config = {"config": to_dict(config), "code_version": code_version(app),
@@ -172,7 +173,10 @@ def create_pipeline(
         input_config=example_gen_pb2.Input(splits=[
             example_gen_pb2.Input.Split(name=split, pattern=f"{split}/*")
             for split in app.splits]))
-    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    # The histograms `suite drift` compares serving traffic against (serving.drift).
+    statistics_gen = StatisticsGen(
+        examples=example_gen.outputs["examples"],
+        stats_options=drift.statistics_options(config.drift.histogram_buckets))
     schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"],
                            infer_feature_shape=True)
     example_validator = ExampleValidator(statistics=statistics_gen.outputs["statistics"],

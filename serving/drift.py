@@ -225,17 +225,39 @@ def _examples(path: str):
         yield chunk
 
 
-def request_statistics(path: str):
+def statistics_options(histogram_buckets: int = 10):
+    """The TFDV options of both sides of the comparison: StatisticsGen's training statistics
+    (``pipelines.builder``, the app config's ``drift.histogram_buckets``) and the request
+    log's (as many buckets as the training histograms have)."""
+    import tensorflow_data_validation as tfdv  # noqa: PLC0415
+
+    return tfdv.StatsOptions(num_histogram_buckets=histogram_buckets)
+
+
+def histogram_buckets(statistics) -> int:
+    """The bucket count of the standard numeric histograms in ``statistics`` (10, TFDV's
+    default, when it has no numeric feature)."""
+    from tensorflow_metadata.proto.v0 import statistics_pb2  # noqa: PLC0415
+
+    standard = statistics_pb2.Histogram.STANDARD
+    for dataset in statistics.datasets:
+        for feature in dataset.features:
+            for histogram in feature.num_stats.histograms:
+                if histogram.type == standard and histogram.buckets:
+                    return len(histogram.buckets)
+    return 10
+
+
+def request_statistics(path: str, buckets: int = 10):
     """TFDV statistics of a request log (serialized tf.Examples), computed in process
     chunk by chunk with TFDV's in-memory generators (StatisticsGen's options)."""
-    import tensorflow_data_validation as tfdv  # noqa: PLC0415
     from tensorflow_data_validation.statistics import stats_impl  # noqa: PLC0415
     from tfx_bsl.coders import example_coder  # noqa: PLC0415
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such request log (expected a TFRecord of "
                                 "serialized tf.Example, as `suite serve --log-requests` writes)")
-    options = tfdv.StatsOptions()
+    options = statistics_options(buckets)
     generators = stats_impl.get_generators(options, in_memory=True)
     decoder = example_coder.ExamplesToRecordBatchDecoder()
     accumulators, examples, columns = None, 0, set()
@@ -305,7 +327,7 @@ def check_drift(version_dir: str, requests_path: str, *, max_jensen_shannon: flo
         raise FileNotFoundError(f"{version_dir}: no such model version folder")
     schema, training = read_training_profile(version_dir)
     limits = drift_limits(version_dir, max_jensen_shannon, max_l_infinity)
-    requests = request_statistics(requests_path)
+    requests = request_statistics(requests_path, histogram_buckets(training))
     schema_features = {f.name for f in schema.feature}
     served = served_features(version_dir)
     notes = []

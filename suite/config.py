@@ -80,6 +80,12 @@ class DriftConfig:
     max_jensen_shannon: float = 0.1
     # Categorical features: L-infinity distance of the value frequencies.
     max_l_infinity: float = 0.1
+    # Buckets of the training statistics' numeric histograms (StatisticsGen), which the
+    # requests' histograms match. A heavy-tailed signal needs many (a vibration signal in g
+    # puts nearly all its values in one or two of 10 equal-width buckets, where a gain change
+    # is invisible); a scalar feature logged a few hundred times wants few (the divergence
+    # of two samples of one distribution grows with the buckets).
+    histogram_buckets: int = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +147,7 @@ class AppConfig:
                                  f"code such as DEU or USA, got {code!r}")
         if isinstance(getattr(self, "drift", None), DriftConfig):
             self.check_at_least(0.0, "drift.max_jensen_shannon", "drift.max_l_infinity")
+            self.check_at_least(2, "drift.histogram_buckets")
         if isinstance(getattr(self, "card", None), ModelCardConfig):
             self.check_at_least(0.0, "card.max_slice_gap")
             self.check_at_least(10, "card.bootstrap_samples")

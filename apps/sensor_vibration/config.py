@@ -95,7 +95,8 @@ class VibrationConfig(AppConfig):
     eval: EvalConfig = field(default_factory=EvalConfig)
     edge: EdgeConfig = field(default_factory=EdgeConfig)  # the gate on the TFLite files
     energy: EnergyConfig = field(default_factory=EnergyConfig)  # the grid of the training
-    drift: DriftConfig = field(default_factory=DriftConfig)  # limits of `suite drift`
+    # Raw waveforms: heavy-tailed values, thousands per request (see DriftConfig).
+    drift: DriftConfig = field(default_factory=lambda: DriftConfig(histogram_buckets=100))
     card: ModelCardConfig = field(default_factory=ModelCardConfig)  # model card fields
     model_name: str = "sensor_vibration"
 

@@ -175,7 +175,8 @@ class SpeechConfig(AppConfig):
     eval: EvalConfig = field(default_factory=EvalConfig)
     edge: EdgeConfig = field(default_factory=EdgeConfig)  # the gate on the TFLite files
     energy: EnergyConfig = field(default_factory=EnergyConfig)  # the grid of the training
-    drift: DriftConfig = field(default_factory=DriftConfig)  # limits of `suite drift`
+    # Raw waveforms: heavy-tailed values, thousands per request (see DriftConfig).
+    drift: DriftConfig = field(default_factory=lambda: DriftConfig(histogram_buckets=100))
     card: ModelCardConfig = field(default_factory=ModelCardConfig)  # model card fields
     mode: str = "keywords"  # "keywords" (one word per clip) or "transcribe" (digit strings)
     # Served model name (and TF Serving / edge folder). The default follows the mode, so a

@@ -105,7 +105,8 @@ def repository(tmp_path_factory) -> SimpleNamespace:
     shutil.copytree(version_dir, root / "bare" / MODEL / version)
 
     # The pipeline's profile: StatisticsGen's binary FeatureStats.pb, SchemaGen's schema.
-    statistics = tfdv.generate_statistics_from_tfrecord(train)
+    statistics = tfdv.generate_statistics_from_tfrecord(
+        train, stats_options=drift.statistics_options(10))
     statistics_path = root / "statistics" / "Split-train" / "FeatureStats.pb"
     statistics_path.parent.mkdir(parents=True)
     statistics_path.write_bytes(statistics.SerializeToString())
@@ -325,3 +326,18 @@ def test_limits_travel_with_the_model_and_flags_override_them(tmp_path):
     assert drift.drift_limits(str(tmp_path)) == {drift.JENSEN_SHANNON: 0.25,
                                                  drift.L_INFINITY: 0.05}
     assert drift.drift_limits(str(tmp_path), max_l_infinity=0.3)[drift.L_INFINITY] == 0.3
+
+
+def test_request_histograms_take_the_training_statistics_bucket_count(tmp_path):
+    import tensorflow_data_validation as tfdv
+
+    log = tmp_path / "requests.tfrecord"
+    with tf.io.TFRecordWriter(str(log)) as writer:
+        for value in np.random.default_rng(0).normal(size=50):
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                "x": tf.train.Feature(float_list=tf.train.FloatList(value=[value]))}))
+                .SerializeToString())
+    training = tfdv.generate_statistics_from_tfrecord(
+        str(log), stats_options=drift.statistics_options(37))
+    assert drift.histogram_buckets(training) == 37
+    assert drift.histogram_buckets(drift.request_statistics(str(log), 37)) == 37
