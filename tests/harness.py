@@ -202,12 +202,20 @@ def expected_components(app, config, workspace: Path) -> set[str]:
 
 
 def run_pipeline(app, args: list[str], workspace: Path) -> tuple[int, Any]:
-    """Runs ``<app> run ARGS --workspace WORKSPACE`` and reads its run back from MLMD."""
+    """Runs ``<app> run ARGS --workspace WORKSPACE`` and reads its run back from MLMD; what
+    the command printed is ``summary.extra["stdout"]`` (and printed again)."""
+    import contextlib
+    import io
+
     from pipelines.results import latest_run
 
     cli = importlib.import_module(f"apps.{app.name}.cli")
-    code = cli.main(["run", *args, "--workspace", str(workspace)])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli.main(["run", *args, "--workspace", str(workspace)])
+    print(printed.getvalue())
     summary = latest_run(str(workspace / app.name / "metadata.sqlite"), app.command)
+    summary.extra["stdout"] = printed.getvalue()
     return code, summary
 
 
@@ -301,6 +309,8 @@ def check_report(app, config, summary) -> None:
     from components.evaluation_results import evaluation_metrics
     from components.report_html import SECTIONS
 
+    printed = summary.extra["stdout"].splitlines()
+    assert f"run report:       {summary.report_path}" in printed
     text = open(summary.report_path).read()
     for key in SECTIONS:
         assert f'<section id="{key}">' in text, key
@@ -310,6 +320,7 @@ def check_report(app, config, summary) -> None:
     assert ('alt="training curves"' in text) == trained
     assert open(summary.pushed_report).read() == text
     assets = os.path.dirname(summary.pushed_report)
+    assert f"model card:       {os.path.join(assets, 'model_card.md')}" in printed
     card = json.loads(open(os.path.join(assets, "model_card.json")).read())
     assert os.path.getsize(os.path.join(assets, "model_card.md")) > 500
     tfma = evaluation_metrics(summary.evaluation_uri)

@@ -39,7 +39,7 @@ class App:
     data_help: str = "input data (default: generate demo data)"
     data_metavar: str = "PATH"
     pipeline_steps: str = ("ExampleGen, statistics, schema, validation, transform, training, "
-                           "evaluation, serving check, push, TFLite")
+                           "evaluation, serving check, push, TFLite, report")
 
     # -- configuration ---------------------------------------------------------------------
 

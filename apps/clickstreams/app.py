@@ -32,7 +32,7 @@ class Clickstreams(App):
     data_metavar = "FILE"
     data_help = "event log (default: generate a demo log)"
     pipeline_steps = ("ExampleGen, statistics, schema, validation, transform, training, "
-                      "evaluation against the baselines, serving check, push, TFLite")
+                      "evaluation against the baselines, serving check, push, TFLite, report")
 
     def add_config_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--loss", choices=LOSSES,
