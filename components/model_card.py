@@ -38,18 +38,22 @@ def served_outputs(model_dir: str, serialized: Sequence[bytes], prediction_key: 
     return np.concatenate(parts) if parts else np.zeros((0,))
 
 
-def feature_values(serialized: Sequence[bytes], feature: str) -> list:
-    """The first value of ``feature`` in each raw example (bytes decoded; None when absent)."""
+def feature_lists(serialized: Sequence[bytes], feature: str) -> list[list]:
+    """The values of ``feature`` in each raw example (bytes decoded; [] when absent)."""
     import tensorflow as tf
 
-    values = []
+    lists = []
     for data in serialized:
         entry = tf.train.Example.FromString(data).features.feature.get(feature)
         kind = entry.WhichOneof("kind") if entry is not None else None
-        items = getattr(entry, kind).value if kind else []
-        value = items[0] if len(items) else None
-        values.append(value.decode() if isinstance(value, bytes) else value)
-    return values
+        lists.append([v.decode() if isinstance(v, bytes) else v
+                      for v in (getattr(entry, kind).value if kind else [])])
+    return lists
+
+
+def feature_values(serialized: Sequence[bytes], feature: str) -> list:
+    """The first value of ``feature`` in each raw example (None when absent)."""
+    return [values[0] if values else None for values in feature_lists(serialized, feature)]
 
 
 def bootstrap_interval(statistic: Callable[[np.ndarray, np.ndarray], float],
@@ -145,6 +149,10 @@ def build_card(*, app: str, model_name: str, version: str, pushed_dir: str,
     }
 
 
+def _or_dash(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
 def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
@@ -183,9 +191,10 @@ def card_markdown(card: Mapping[str, Any]) -> str:
         if "/" not in k or k.startswith("recall/")), ""]
     lines += ["## Blessing thresholds", "", "| metric | slices | floor | ceiling | max change | "
               "failed |", "|---|---|---|---|---|---|"]
-    lines += [f"| {g['metric']} | {g['slices']} | {g['lower_bound']} | {g['upper_bound']} | "
-              f"{g['max_change']} | {'; '.join(g['failed']) or 'none'} |"
-              for g in card["blessing"]]
+    lines += [f"| {g['metric']} | {g['slices']} | {_or_dash(g['lower_bound'])} | "
+              f"{_or_dash(g['upper_bound'])} | {_or_dash(g['max_change'])} | "
+              f"{'; '.join(g['failed']) or 'none'} |" for g in card["blessing"]]
+    lines += ["", "A change limit applies only when there is a blessed model to compare with."]
     decision = card["decision"]
     lines += ["", "## Decision rule", "",
               (f"Threshold {decision['threshold']:.4f}, chosen by {decision['rule']}."

@@ -143,6 +143,28 @@ def slice_label(name: str, label_key: str, classes: list[str]) -> str:
     return name
 
 
+def _by_length_figure(serialized: list[bytes], feature: str, labels: list,
+                      predictions, statistics: dict) -> str:
+    """The statistics on the examples grouped by the length of the list ``feature`` (a
+    ranker's history), as grouped bars."""
+    import numpy as np
+
+    lengths = [len(values) for values in model_card.feature_lists(serialized, feature)]
+    buckets = np.array([_length_bucket(n) for n in lengths])
+    labels = np.asarray(labels)
+    groups = {}
+    for low, _ in LENGTH_BUCKETS:
+        index = np.flatnonzero(buckets == _length_bucket(low))
+        if len(index):
+            groups[f"{_length_bucket(low)} (n={len(index)})"] = {
+                name: statistic(labels[index], predictions[index])
+                for name, statistic in statistics.items()}
+    return page.image(page.bars_figure(groups, "history length",
+                                       "by history length (served model)"),
+                      "ranking figures by history length, computed on the served model's "
+                      "rankings of the eval examples", "by history length")
+
+
 def _metrics_section(metrics: dict[str, dict[str, float]], label_key: str,
                      classes: list[str]) -> str:
     """One row per slice with the candidate's figures; the per-class recalls (TFMA's
@@ -255,17 +277,17 @@ def build_report(*, title: str, spec: dict, config: dict, code_version: str,
                                                         "scalars (no epoch-based training)."))
     sections["metrics"] = _metrics_section(metrics, label_key, classes)
 
-    plots = evaluation_results.plots(evaluation_uri)
+    plot = evaluation_results.plots(evaluation_uri).get("overall", {})
     figures = []
-    for name in ["overall"] + sorted(n for n in plots if n != "overall"):
-        plot = plots.get(name, {})
-        if "confusion_matrix" in plot and name == "overall":
-            figures.append(page.image(page.confusion_figure(plot["confusion_matrix"], classes,
-                                                            name), f"confusion matrix, {name}",
-                                      "confusion matrix"))
-        if "thresholds" in plot and name == "overall":
-            figures.append(page.image(page.roc_pr_figure(plot["thresholds"], name),
-                                      f"ROC and precision-recall, {name}", "ROC and PR"))
+    if "confusion_matrix" in plot:
+        figures.append(page.image(page.confusion_figure(plot["confusion_matrix"], classes,
+                                                        "overall"),
+                                  "confusion matrix of the eval split (TFMA)",
+                                  "confusion matrix"))
+    if "thresholds" in plot:
+        figures.append(page.image(page.roc_pr_figure(plot["thresholds"], "overall"),
+                                  "ROC and precision-recall of the eval split (TFMA)",
+                                  "ROC and PR"))
 
     # The served model on the eval examples: the intervals of the model card and the
     # figures TFMA has no slice for (a ranker's by history length).
@@ -282,27 +304,9 @@ def build_report(*, title: str, spec: dict, config: dict, code_version: str,
             values = {k: v[name] for k, v in metrics.items() if name in v}
             intervals[name] = model_card.confidence_intervals(
                 statistic, labels, predictions, slices, values, samples=samples)
-        length_feature = spec.get("length_feature")
-        if length_feature:
-            import numpy as np
-            import tensorflow as tf
-
-            lengths = [len(tf.train.Example.FromString(s).features.feature[length_feature]
-                           .bytes_list.value) for s in serialized]
-            buckets = np.array([_length_bucket(n) for n in lengths])
-            groups = {}
-            for low, _ in LENGTH_BUCKETS:
-                key = _length_bucket(low)
-                index = np.flatnonzero(buckets == key)
-                if len(index):
-                    groups[f"{key} (n={len(index)})"] = {
-                        name: statistic(np.asarray(labels)[index], predictions[index])
-                        for name, statistic in statistics.items()}
-            figures.append(page.image(page.bars_figure(groups, "history length",
-                                                       "by history length (served model)"),
-                                      "ranking figures by history length, computed on the "
-                                      "served model's rankings of the eval examples",
-                                      "by history length"))
+        if spec.get("length_feature"):
+            figures.append(_by_length_figure(serialized, spec["length_feature"], labels,
+                                             predictions, statistics))
     sections["plots"] = "".join(figures)
     sections["blessing"] = _blessing_section(blessed, pushed, version, gates, overall)
     sections["edge"] = _edge_section(edge_models_uri)
@@ -323,6 +327,7 @@ def build_report(*, title: str, spec: dict, config: dict, code_version: str,
     sections["data"] = _data_section(statistics_uri, anomalies_uri, data_summary)
     sections["config"] = (page.paragraph(f"Code version: {code_version}")
                           + page.pre_json(config))
+
     def named(by_slice: dict) -> dict:
         return {slice_label(k, label_key, classes): v for k, v in by_slice.items()}
 

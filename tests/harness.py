@@ -201,9 +201,10 @@ def expected_components(app, config, workspace: Path) -> set[str]:
             .components}
 
 
-def run_pipeline(app, args: list[str], workspace: Path) -> tuple[int, Any]:
-    """Runs ``<app> run ARGS --workspace WORKSPACE`` and reads its run back from MLMD; what
-    the command printed is ``summary.extra["stdout"]`` (and printed again)."""
+def run_pipeline(app, args: list[str], workspace: Path, pipeline: str = "") -> tuple[int, Any]:
+    """Runs ``<app> run ARGS --workspace WORKSPACE`` and reads its run of ``pipeline`` (the
+    app's command by default) back from MLMD; what the command printed is
+    ``summary.extra["stdout"]`` (and printed again)."""
     import contextlib
     import io
 
@@ -214,7 +215,8 @@ def run_pipeline(app, args: list[str], workspace: Path) -> tuple[int, Any]:
     with contextlib.redirect_stdout(printed):
         code = cli.main(["run", *args, "--workspace", str(workspace)])
     print(printed.getvalue())
-    summary = latest_run(str(workspace / app.name / "metadata.sqlite"), app.command)
+    summary = latest_run(str(workspace / app.name / "metadata.sqlite"),
+                         pipeline or app.command)
     summary.extra["stdout"] = printed.getvalue()
     return code, summary
 
@@ -318,6 +320,15 @@ def check_report(app, config, summary) -> None:
     assert images and all(Image.open(io.BytesIO(png)).size[0] > 50 for png in images)
     trained = getattr(config, "mode", "") != "anomaly"
     assert ('alt="training curves"' in text) == trained
+    from components.evaluation_results import plots
+
+    spec = app.spec(config).report
+    plot = plots(summary.evaluation_uri).get("overall", {})
+    for alt, shown in (("confusion matrix", "confusion_matrix" in plot),
+                       ("ROC and PR", "thresholds" in plot),
+                       ("by history length", bool(spec.length_feature)),
+                       ("explanation", bool(spec.explain))):
+        assert (f'alt="{alt}"' in text) == shown, alt
     assert open(summary.pushed_report).read() == text
     assets = os.path.dirname(summary.pushed_report)
     assert f"model card:       {os.path.join(assets, 'model_card.md')}" in printed

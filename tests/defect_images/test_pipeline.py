@@ -18,7 +18,6 @@ from apps.defect_images import cli, data
 from apps.defect_images.app import APP
 from apps.defect_images.config import DefectConfig, with_mode
 from components.evaluation_results import evaluation_metrics
-from pipelines.results import latest_run
 from tests import harness
 
 pytestmark = pytest.mark.pipeline
@@ -44,10 +43,8 @@ def classify_run(raw, tmp_path_factory):
 @pytest.fixture(scope="module")
 def anomaly_run(raw, tmp_path_factory):
     workspace = tmp_path_factory.mktemp("anomaly") / "ws"
-    code = cli.main(["run", "--data", raw, "--preset", "tiny", "--mode", "anomaly",
-                     "--workspace", str(workspace)])
-    summary = latest_run(str(workspace / APP.name / "metadata.sqlite"),
-                         "defect-images-anomaly")
+    code, summary = harness.run_pipeline(APP, ["--data", raw, "--preset", "tiny", "--mode",
+                                               "anomaly"], workspace, "defect-images-anomaly")
     return code, summary, workspace
 
 

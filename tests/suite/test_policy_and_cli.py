@@ -78,8 +78,8 @@ def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="unknown config field 'data.windw'; expected one of "
                                          r"data\.\[allow_missing_classes, channels, classes"):
         replace_path(tiny, "data.windw", 3)
-    with pytest.raises(ValueError, match=r"expected one of data, edge, energy, eval, model, "
-                                         "model_name, train"):
+    with pytest.raises(ValueError, match=r"expected one of card, data, drift, edge, energy, "
+                                         "eval, model, model_name, train"):
         replace_path(tiny, "no.such.field", 1)
     changed = replace_path(tiny, "train.epochs", 3)
     assert changed.train.epochs == 3
