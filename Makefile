@@ -16,8 +16,10 @@ demo: bootstrap
 browser:
 	@scripts/browser.sh
 
+# Two workers, one test file at a time each (module fixtures stay in one process): the
+# suite's pipelines spend much of their time in single-threaded Python.
 test: bootstrap browser
-	$(VENV)/python -m pytest -q
+	$(VENV)/python -m pytest -q -n 2 --dist loadfile
 
 lint: bootstrap
 	$(VENV)/python -m ruff check . && $(VENV)/python -m ruff format --check .

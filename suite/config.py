@@ -104,13 +104,21 @@ class ModelCardConfig:
     bootstrap_samples: int = 1000
 
 
+@dataclasses.dataclass(frozen=True)
 class AppConfig:
-    """Base of an app's root config (a frozen dataclass): named presets and a check.
+    """Base of an app's root config (a frozen dataclass): named presets, a check, and the
+    parts every app has (the TFLite gate, the training's grid, the drift limits, the model
+    card's fields).
 
     An app's config module defines the dataclass, then its presets, and sets
     ``<Config>.PRESETS``; ``check`` returns the config when its fields are consistent and
     raises naming the bad field otherwise.
     """
+
+    edge: EdgeConfig = dataclasses.field(default_factory=EdgeConfig)
+    energy: EnergyConfig = dataclasses.field(default_factory=EnergyConfig)
+    drift: DriftConfig = dataclasses.field(default_factory=DriftConfig)
+    card: ModelCardConfig = dataclasses.field(default_factory=ModelCardConfig)
 
     PRESETS: ClassVar[Mapping[str, Any]] = {}
     # Declared checks that ``check`` runs: dotted field -> allowed values, and dotted field
@@ -132,25 +140,21 @@ class AppConfig:
             self.check_choice(dotted, choices)
         for dotted, minimum in self.AT_LEAST.items():
             self.check_at_least(minimum, dotted)
-        if isinstance(getattr(self, "edge", None), EdgeConfig):
-            self.check_at_least(0.0, *(f"edge.{f.name}" for f in dataclasses.fields(EdgeConfig)))
-            self.check_at_least(1.0, "edge.max_latency_ratio")
-            if not self.edge.prune_sparsity < 1.0:
-                raise ValueError(f"edge.prune_sparsity: expected 0 <= s < 1, got "
-                                 f"{self.edge.prune_sparsity}")
-        if isinstance(getattr(self, "energy", None), EnergyConfig):
-            self.check_at_least(0.0, "energy.grid_g_co2_per_kwh")
-            self.check_at_least(0.1, "energy.measure_power_secs")
-            code = self.energy.country_iso_code
-            if not (len(code) == 3 and code.isalpha() and code.isupper()):
-                raise ValueError(f"energy.country_iso_code: expected an ISO 3166-1 alpha-3 "
-                                 f"code such as DEU or USA, got {code!r}")
-        if isinstance(getattr(self, "drift", None), DriftConfig):
-            self.check_at_least(0.0, "drift.max_jensen_shannon", "drift.max_l_infinity")
-            self.check_at_least(2, "drift.histogram_buckets")
-        if isinstance(getattr(self, "card", None), ModelCardConfig):
-            self.check_at_least(0.0, "card.max_slice_gap")
-            self.check_at_least(10, "card.bootstrap_samples")
+        self.check_at_least(0.0, *(f"edge.{f.name}" for f in dataclasses.fields(EdgeConfig)))
+        self.check_at_least(1.0, "edge.max_latency_ratio")
+        if not self.edge.prune_sparsity < 1.0:
+            raise ValueError(f"edge.prune_sparsity: expected 0 <= s < 1, got "
+                             f"{self.edge.prune_sparsity}")
+        self.check_at_least(0.0, "energy.grid_g_co2_per_kwh")
+        self.check_at_least(0.1, "energy.measure_power_secs")
+        code = self.energy.country_iso_code
+        if not (len(code) == 3 and code.isalpha() and code.isupper()):
+            raise ValueError(f"energy.country_iso_code: expected an ISO 3166-1 alpha-3 "
+                             f"code such as DEU or USA, got {code!r}")
+        self.check_at_least(0.0, "drift.max_jensen_shannon", "drift.max_l_infinity")
+        self.check_at_least(2, "drift.histogram_buckets")
+        self.check_at_least(0.0, "card.max_slice_gap")
+        self.check_at_least(10, "card.bootstrap_samples")
         return self
 
     def check_choice(self, dotted: str, choices: Sequence[Any]) -> None:

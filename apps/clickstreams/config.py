@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from suite.config import (
-    AppConfig, DriftConfig, EdgeConfig, EnergyConfig, ModelCardConfig, TrainBase)
+from suite.config import AppConfig, TrainBase
 
 FORMATS: tuple[str, ...] = ("session-tsv", "diginetica", "movielens", "csv", "orders")
 SESSION_KEYS: tuple[str, ...] = ("customer", "order")  # the orders layout's sequences
@@ -102,10 +101,6 @@ class ClickstreamConfig(AppConfig):
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    edge: EdgeConfig = field(default_factory=EdgeConfig)  # the gate on the TFLite files
-    energy: EnergyConfig = field(default_factory=EnergyConfig)  # the grid of the training
-    drift: DriftConfig = field(default_factory=DriftConfig)  # limits of `suite drift`
-    card: ModelCardConfig = field(default_factory=ModelCardConfig)  # model card fields
     serving: ServingConfig = field(default_factory=ServingConfig)
     model_name: str = "clickstreams"
 

@@ -6,8 +6,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
-from suite.config import (
-    AppConfig, DriftConfig, EdgeConfig, EnergyConfig, ModelCardConfig, TrainBase)
+from suite.config import AppConfig, TrainBase
 
 FORMATS: tuple[str, ...] = ("folders", "prefix")
 MODES: tuple[str, ...] = ("classify", "anomaly")
@@ -168,10 +167,6 @@ class DefectConfig(AppConfig):
     train: TrainConfig = field(default_factory=TrainConfig)
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    edge: EdgeConfig = field(default_factory=EdgeConfig)  # the gate on the TFLite files
-    energy: EnergyConfig = field(default_factory=EnergyConfig)  # the grid of the training
-    drift: DriftConfig = field(default_factory=DriftConfig)  # limits of `suite drift`
-    card: ModelCardConfig = field(default_factory=ModelCardConfig)  # model card fields
     # "classify": which defect (labelled classes); "anomaly": is this part OK (trained on
     # good parts only).
     mode: str = "classify"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from suite.config import (
-    AppConfig, DriftConfig, EdgeConfig, EnergyConfig, ModelCardConfig, TrainBase)
+from suite.config import AppConfig, TrainBase
 
 FORMATS: tuple[str, ...] = ("folders", "npz", "dicom")
 MODEL_KINDS: tuple[str, ...] = ("cnn", "resnet")
@@ -98,10 +97,6 @@ class MedicalConfig(AppConfig):
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    edge: EdgeConfig = field(default_factory=EdgeConfig)  # the gate on the TFLite files
-    energy: EnergyConfig = field(default_factory=EnergyConfig)  # the grid of the training
-    drift: DriftConfig = field(default_factory=DriftConfig)  # limits of `suite drift`
-    card: ModelCardConfig = field(default_factory=ModelCardConfig)  # model card fields
     model_name: str = "medical_scans"
 
     CHOICES = {"model.kind": MODEL_KINDS}

@@ -5,8 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from suite.config import (
-    AppConfig, DriftConfig, EdgeConfig, EnergyConfig, ModelCardConfig, TrainBase)
+from suite.config import AppConfig, DriftConfig, TrainBase
 
 FORMATS: tuple[str, ...] = ("mat", "csv")
 MODEL_KINDS: tuple[str, ...] = ("spectral", "wdcnn", "lstm", "gru")
@@ -93,11 +92,8 @@ class VibrationConfig(AppConfig):
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    edge: EdgeConfig = field(default_factory=EdgeConfig)  # the gate on the TFLite files
-    energy: EnergyConfig = field(default_factory=EnergyConfig)  # the grid of the training
     # Raw waveforms: heavy-tailed values, thousands per request (see DriftConfig).
     drift: DriftConfig = field(default_factory=lambda: DriftConfig(histogram_buckets=100))
-    card: ModelCardConfig = field(default_factory=ModelCardConfig)  # model card fields
     model_name: str = "sensor_vibration"
 
     CHOICES = {"model.kind": MODEL_KINDS, "train.lr_schedule": ("constant", "cosine")}

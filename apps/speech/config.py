@@ -6,7 +6,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
-from suite.config import AppConfig, DriftConfig, EdgeConfig, EnergyConfig, ModelCardConfig
+from suite.config import AppConfig, DriftConfig
 
 FORMATS: tuple[str, ...] = ("fsdd", "speech-commands", "folders")
 MODEL_KINDS: tuple[str, ...] = ("dscnn", "kwt", "crnn")
@@ -173,11 +173,8 @@ class SpeechConfig(AppConfig):
     train: TrainConfig = field(default_factory=TrainConfig)
     transcribe: TranscribeConfig = field(default_factory=TranscribeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    edge: EdgeConfig = field(default_factory=EdgeConfig)  # the gate on the TFLite files
-    energy: EnergyConfig = field(default_factory=EnergyConfig)  # the grid of the training
     # Raw waveforms: heavy-tailed values, thousands per request (see DriftConfig).
     drift: DriftConfig = field(default_factory=lambda: DriftConfig(histogram_buckets=100))
-    card: ModelCardConfig = field(default_factory=ModelCardConfig)  # model card fields
     mode: str = "keywords"  # "keywords" (one word per clip) or "transcribe" (digit strings)
     # Served model name (and TF Serving / edge folder). The default follows the mode, so a
     # transcriber is never pushed as a new version of the keyword model: "speech" and
