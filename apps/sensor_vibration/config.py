@@ -92,7 +92,7 @@ class VibrationConfig(AppConfig):
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    # Raw waveforms: heavy-tailed values, thousands per request (see DriftConfig).
+    # Raw windows: heavy-tailed values, thousands per request (see DriftConfig).
     drift: DriftConfig = field(default_factory=lambda: DriftConfig(histogram_buckets=100))
     model_name: str = "sensor_vibration"
 

@@ -6,7 +6,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
-from suite.config import AppConfig, DriftConfig
+from suite.config import AppConfig
 
 FORMATS: tuple[str, ...] = ("fsdd", "speech-commands", "folders")
 MODEL_KINDS: tuple[str, ...] = ("dscnn", "kwt", "crnn")
@@ -173,8 +173,6 @@ class SpeechConfig(AppConfig):
     train: TrainConfig = field(default_factory=TrainConfig)
     transcribe: TranscribeConfig = field(default_factory=TranscribeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    # Raw waveforms: heavy-tailed values, thousands per request (see DriftConfig).
-    drift: DriftConfig = field(default_factory=lambda: DriftConfig(histogram_buckets=100))
     mode: str = "keywords"  # "keywords" (one word per clip) or "transcribe" (digit strings)
     # Served model name (and TF Serving / edge folder). The default follows the mode, so a
     # transcriber is never pushed as a new version of the keyword model: "speech" and
