@@ -320,9 +320,14 @@ def cmd_generate(app: App, args: argparse.Namespace) -> int:
 def add_compile_arguments(parser: argparse.ArgumentParser, app: App) -> None:
     """The arguments of an app's ``compile`` command."""
     parser.add_argument("--target", default="kubeflow-v2", choices=["kubeflow-v2"])
+    parser.add_argument("--out", required=True, metavar="FILE", help="pipeline spec JSON to write")
+    add_spec_arguments(parser, app)
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser, app: App) -> None:
+    """What a compiled spec is made of (``compile`` and ``submit``)."""
     parser.add_argument("--image", required=True,
                         help="container image with the suite installed (see Dockerfile)")
-    parser.add_argument("--out", required=True, metavar="FILE", help="pipeline spec JSON to write")
     parser.add_argument("--pipeline-root", default="gs://BUCKET/suite", metavar="ROOT",
                         help="where the cluster's runs write (the same layout as --workspace)")
     parser.add_argument("--examples", metavar="URI",
@@ -336,6 +341,14 @@ def add_compile_arguments(parser: argparse.ArgumentParser, app: App) -> None:
 def cmd_compile(app: App, args: argparse.Namespace) -> int:
     """Compiles the same pipeline into a Kubeflow Pipelines / Vertex AI spec; what ingestion
     measured comes from the examples' summary.json when it is readable here."""
+    compile_spec(app, args, args.out)
+    print(f"wrote {args.target} pipeline spec to {args.out} (image {args.image})")
+    return 0
+
+
+def compile_spec(app: App, args: argparse.Namespace, out: str) -> str:
+    """Writes the app's Kubeflow V2 spec for ``args`` (config and spec arguments) to
+    ``out``."""
     from suite.quiet import quiet
 
     quiet()
@@ -351,8 +364,43 @@ def cmd_compile(app: App, args: argparse.Namespace) -> int:
                            args.examples or os.path.join(root, app.name, "examples"),
                            args.serving_dir)
     pipeline = create_pipeline(app.spec(config), config, paths, with_metadata=False)
-    compile_kubeflow_v2(pipeline, args.image, args.out)
-    print(f"wrote {args.target} pipeline spec to {args.out} (image {args.image})")
+    return compile_kubeflow_v2(pipeline, args.image, out)
+
+
+def add_submit_arguments(parser: argparse.ArgumentParser, app: App) -> None:
+    """The arguments of an app's ``submit`` command."""
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--project", help="Google Cloud project: submit to Vertex AI Pipelines")
+    where.add_argument("--kfp-host", metavar="URL",
+                       help="Kubeflow Pipelines API endpoint: submit there instead")
+    parser.add_argument("--region", default="us-central1", help="Vertex AI region")
+    parser.add_argument("--service-account", metavar="EMAIL",
+                        help="Vertex AI: the service account the run acts as")
+    parser.add_argument("--kfp-token", default="", metavar="TOKEN",
+                        help="Kubeflow Pipelines: bearer token (default $KF_PIPELINES_TOKEN)")
+    add_spec_arguments(parser, app)
+
+
+def cmd_submit(app: App, args: argparse.Namespace) -> int:
+    """Compiles the pipeline (as ``compile`` does) and submits it as a Vertex AI
+    PipelineJob (--project) or a Kubeflow Pipelines run (--kfp-host); prints the run's
+    URL."""
+    import tempfile
+
+    from pipelines.submit import SubmitError, submit_kfp, submit_vertex
+
+    with tempfile.TemporaryDirectory() as folder:
+        spec = compile_spec(app, args, os.path.join(folder, f"{app.command}.json"))
+        try:
+            if args.project:
+                url = submit_vertex(spec, project=args.project, region=args.region,
+                                    service_account=args.service_account)
+            else:
+                url = submit_kfp(spec, host=args.kfp_host, token=args.kfp_token)
+        except SubmitError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    print(f"submitted {app.command}: {url}")
     return 0
 
 
@@ -451,6 +499,12 @@ def build_parser(app: App, description: str, examples: str,
     add_compile_arguments(comp, app)
     add_config_arguments(comp, app)
     comp.set_defaults(func=lambda args: cmd_compile(app, args))
+
+    submit = sub.add_parser("submit", help="compile and submit to Vertex AI or Kubeflow "
+                                           "Pipelines", description=cmd_submit.__doc__)
+    add_submit_arguments(submit, app)
+    add_config_arguments(submit, app)
+    submit.set_defaults(func=lambda args: cmd_submit(app, args))
     return parser
 
 
