@@ -121,7 +121,7 @@ def build_card(*, app: str, model_name: str, version: str, pushed_dir: str,
     energy = metadata.get("training_energy") or {}
     return {
         "model": {"name": model_name, "app": app, "version": version, "location": pushed_dir,
-                  "code_version": code_version, "family": config.get("model", {}).get("kind")},
+                  "code_version": code_version, "family": spec.get("family", "")},
         "owner": _filled(card_config.get("owner", ""), "owner"),
         "licence": _filled(card_config.get("licence", ""), "licence"),
         "intended_users": _filled(card_config.get("intended_users", ""), "intended_users"),

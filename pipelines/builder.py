@@ -108,10 +108,14 @@ def code_version(app: AppSpec) -> str:
     return f"{suite.__version__}+{digest.hexdigest()[:12]}"
 
 
-def report_parameters(app: AppSpec) -> str:
-    """The app's ReportSpec as the report step's JSON parameter (callables by dotted path)."""
+def report_parameters(app: AppSpec, config: Any) -> str:
+    """The app's ReportSpec as the report step's JSON parameter (callables by dotted path),
+    with the model family the config resolves to (a ``kind`` property where the app has one,
+    e.g. a mode's default family)."""
     spec = app.report
+    family = getattr(config, "kind", None) or getattr(getattr(config, "model", None), "kind", "")
     return json.dumps({
+        "family": family,
         # The model card's intervals are of the first statistic where the app declares any.
         "headline": spec.statistics[0][0] if spec.statistics else app.headline_metric,
         "explain": spec.explain,
@@ -251,7 +255,7 @@ def create_pipeline(
         app=custom_config["app"],
         model_name=model_name,
         config=json.dumps(custom_config["config"]),
-        spec=report_parameters(app),
+        spec=report_parameters(app, config),
         code_version=custom_config["code_version"],
         model_input_key=app.model_input_key,
         head_from=app.tflite.head_from,

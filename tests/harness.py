@@ -334,6 +334,7 @@ def check_report(app, config, summary) -> None:
     assert f"model card:       {os.path.join(assets, 'model_card.md')}" in printed
     card = json.loads(open(os.path.join(assets, "model_card.json")).read())
     assert os.path.getsize(os.path.join(assets, "model_card.md")) > 500
+    assert card["model"]["family"] and card["model"]["version"] == summary.pushed_version
     tfma = evaluation_metrics(summary.evaluation_uri)
     assert card["metrics"]["overall"] == tfma["overall"]
     headline = card["metrics"]["headline"]
