@@ -1,24 +1,62 @@
-"""Runners: the same pipeline on the local machine, on Beam workers, or compiled for
-Kubeflow Pipelines / Vertex AI."""
+"""Runners: the same pipeline on the local machine, its data steps on a Beam engine (local,
+multi-processing, Dataflow, Flink or Spark), or compiled for Kubeflow Pipelines / Vertex AI."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import suite  # noqa: F401  (Keras policy before TensorFlow; Beam workers inherit it)
 
-RUNNERS = ("local", "beam")
+RUNNERS = ("local", "beam", "dataflow", "flink", "spark")
 
 
-def beam_args(runner: str, workers: int = 0) -> list[str]:
-    """Beam options: in-process by default (fastest on small data and few cores),
-    multi-processing workers with ``runner="beam"``."""
+@dataclass(frozen=True)
+class EngineOptions:
+    """What a distributed Beam engine needs (``--beam-*`` options of run, compile, submit)."""
+
+    project: str = ""  # dataflow
+    region: str = ""  # dataflow
+    temp_location: str = ""  # dataflow: gs://... staging and temp files
+    worker_image: str = ""  # dataflow: sdk_container_image; flink/spark: the DOCKER image
+    job_endpoint: str = ""  # flink/spark: the portable job server, HOST:PORT
+    environment_type: str = "DOCKER"  # flink/spark: DOCKER, PROCESS, EXTERNAL or LOOPBACK
+    extra: tuple[str, ...] = ()  # --beam-arg: passed through last, as given
+
+
+def _require(runner: str, options: EngineOptions, *names: str) -> None:
+    for name in names:
+        if not getattr(options, name):
+            flag = "--beam-" + name.replace("_", "-")
+            raise ValueError(f"--runner {runner} needs {flag}")
+
+
+def beam_args(runner: str, workers: int = 0,
+              options: EngineOptions = EngineOptions()) -> list[str]:
+    """The Beam options every Beam-based component (ExampleGen, StatisticsGen, Transform,
+    Evaluator) gets: in-process by default (fastest on small data and few cores);
+    multi-processing workers with ``beam``; Dataflow; or a Flink or Spark cluster through
+    its portable job server. ``options.extra`` is appended as given."""
     if runner == "local":
-        return ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
-    if runner == "beam":
-        return ["--direct_running_mode=multi_processing",
+        args = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    elif runner == "beam":
+        args = ["--direct_running_mode=multi_processing",
                 f"--direct_num_workers={workers or os.cpu_count() or 1}"]
-    raise ValueError(f"runner: expected one of {RUNNERS}, got {runner!r}")
+    elif runner == "dataflow":
+        _require(runner, options, "project", "region", "temp_location")
+        args = ["--runner=DataflowRunner", f"--project={options.project}",
+                f"--region={options.region}", f"--temp_location={options.temp_location}"]
+        if options.worker_image:
+            args.append(f"--sdk_container_image={options.worker_image}")
+    elif runner in ("flink", "spark"):
+        _require(runner, options, "job_endpoint")
+        args = ["--runner=PortableRunner", f"--job_endpoint={options.job_endpoint}",
+                f"--environment_type={options.environment_type}"]
+        if options.worker_image and options.environment_type == "DOCKER":
+            args.append(f"--environment_config={options.worker_image}")
+    else:
+        raise ValueError(f"runner: expected one of {RUNNERS}, got {runner!r}")
+    return args + list(options.extra)
 
 
 def run_local(pipeline) -> None:

@@ -153,11 +153,44 @@ def add_run_arguments(parser: argparse.ArgumentParser, model_name: str) -> None:
     parser.add_argument("--serving-dir", metavar="DIR",
                         help=f"model repository root (default: WORKSPACE/serving); models go "
                              f"to DIR/models/{model_name}/<version>, TFLite to DIR/edge/...")
-    parser.add_argument("--runner", default="local", choices=["local", "beam"],
-                        help="local: one process (default); beam: Beam multi-processing "
-                             "workers for large data")
+    add_engine_arguments(parser)
     parser.add_argument("--no-cache", action="store_true",
                         help="re-run every step even when inputs and code are unchanged")
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """--runner and the Beam engine's options (run, compile, submit)."""
+    from pipelines.runners import RUNNERS  # noqa: PLC0415 (argparse and os only)
+
+    parser.add_argument("--runner", default="local", choices=RUNNERS,
+                        help="the Beam engine of the data steps: local (one process, the "
+                             "default), beam (multi-processing workers), dataflow, flink or "
+                             "spark (a portable job server)")
+    group = parser.add_argument_group("Beam engine options")
+    group.add_argument("--beam-project", default="", help="dataflow: Google Cloud project")
+    group.add_argument("--beam-region", default="", help="dataflow: region")
+    group.add_argument("--beam-temp-location", default="", metavar="GS_URI",
+                       help="dataflow: staging and temp files")
+    group.add_argument("--beam-worker-image", default="", metavar="IMAGE",
+                       help="dataflow: SDK container image; flink/spark: the DOCKER image")
+    group.add_argument("--beam-job-endpoint", default="", metavar="HOST:PORT",
+                       help="flink/spark: the portable job server")
+    group.add_argument("--beam-environment-type", default="DOCKER",
+                       choices=["DOCKER", "PROCESS", "EXTERNAL", "LOOPBACK"],
+                       help="flink/spark: how workers run the Python SDK")
+    group.add_argument("--beam-arg", action="append", default=[], metavar="--OPTION=VALUE",
+                       help="any other Beam pipeline option, passed through (repeatable)")
+
+
+def engine_args(args: argparse.Namespace) -> list[str]:
+    """The Beam pipeline options of --runner and the --beam-* options."""
+    from pipelines.runners import EngineOptions, beam_args
+
+    return beam_args(args.runner, options=EngineOptions(
+        project=args.beam_project, region=args.beam_region,
+        temp_location=args.beam_temp_location, worker_image=args.beam_worker_image,
+        job_endpoint=args.beam_job_endpoint, environment_type=args.beam_environment_type,
+        extra=tuple(args.beam_arg)))
 
 
 def cmd_run(app: App, args: argparse.Namespace) -> int:
@@ -167,6 +200,7 @@ def cmd_run(app: App, args: argparse.Namespace) -> int:
 
     quiet()
     config = config_from_args(app, args)
+    engine_args(args)  # a missing engine option stops the run before anything is read
     workspace = os.path.abspath(args.workspace)
     app_ws = os.path.join(workspace, app.name)
     from suite.locks import exclusive
@@ -203,11 +237,11 @@ def _run(app: App, args: argparse.Namespace, config: Any, workspace: str, app_ws
 
     from pipelines.builder import create_pipeline
     from pipelines.results import latest_run
-    from pipelines.runners import beam_args, run_local
+    from pipelines.runners import run_local
 
     spec = app.spec(config)
     say(f"running the pipeline ({app.pipeline_steps})")
-    pipeline = create_pipeline(spec, config, paths, beam_pipeline_args=beam_args(args.runner),
+    pipeline = create_pipeline(spec, config, paths, beam_pipeline_args=engine_args(args),
                                enable_cache=not args.no_cache)
     run_local(pipeline)
     summary = latest_run(paths.metadata_path, spec.name)
@@ -336,6 +370,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser, app: App) -> None:
     parser.add_argument("--serving-dir", metavar="URI",
                         help=f"model repository root (default: ROOT/serving): pushes go to "
                              f"URI/models/{app.name}/<version>")
+    add_engine_arguments(parser)
 
 
 def cmd_compile(app: App, args: argparse.Namespace) -> int:
@@ -363,7 +398,8 @@ def compile_spec(app: App, args: argparse.Namespace, out: str) -> str:
     paths = pipeline_paths(root, app.name,
                            args.examples or os.path.join(root, app.name, "examples"),
                            args.serving_dir)
-    pipeline = create_pipeline(app.spec(config), config, paths, with_metadata=False)
+    pipeline = create_pipeline(app.spec(config), config, paths, with_metadata=False,
+                               beam_pipeline_args=engine_args(args))
     return compile_kubeflow_v2(pipeline, args.image, out)
 
 
