@@ -22,13 +22,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from components.run_report import ADDED_AFTER_PUSH
 from serving.versions import list_versions
-
-
-# What the run report (components.run_report) adds to a version after its push: not part of
-# the model, so not of its fingerprint.
-ADDED_AFTER_PUSH = ("assets.extra/report.html", "assets.extra/model_card.json",
-                    "assets.extra/model_card.md", "assets.extra/data/")
 
 
 def model_fingerprint(model_dir: str) -> str:

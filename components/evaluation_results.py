@@ -71,14 +71,20 @@ def plots(evaluation_uri: str) -> dict[str, dict]:
     return result
 
 
+def eval_config(evaluation_uri: str) -> dict:
+    """The EvalConfig the Evaluator applied (as JSON: model specs, metrics, thresholds; TFX
+    drops the change thresholds when there is no baseline model)."""
+    with open(os.path.join(evaluation_uri, "eval_config.json")) as f:
+        return json.load(f)["evalConfig"]
+
+
 def gates(evaluation_uri: str) -> list[dict]:
     """The blessing's thresholds as the Evaluator applied them, one row per metric and
     threshold: the metric, the slices it applies to, the floor or ceiling, the allowed change
     against the last blessed model, and the slices where it failed (with the value)."""
     import tensorflow_model_analysis as tfma
 
-    with open(os.path.join(evaluation_uri, "eval_config.json")) as f:
-        config = json.load(f)["evalConfig"]
+    config = eval_config(evaluation_uri)
     failures = []  # (metric name, slice columns, "slice: value")
     for per_slice in tfma.load_validation_result(evaluation_uri).metric_validations_per_slice:
         keys = per_slice.slice_key.single_slice_keys

@@ -126,20 +126,18 @@ def _serve(version_dir: str, examples: list[bytes], label_key: str,
 
 def _raw_labels(examples: list[bytes], label_key: str) -> np.ndarray:
     """The raw label feature of each example (an int or a string)."""
-    import tensorflow as tf
+    from components.model_card import feature_lists
 
-    values = []
-    for i, serialized in enumerate(examples):
-        feature = tf.train.Example.FromString(serialized).features.feature
-        if label_key not in feature:
-            raise ValueError(f"example {i}: no label feature {label_key!r} (has "
-                             f"{sorted(feature)})")
-        kind = feature[label_key].WhichOneof("kind")
-        value = list(getattr(feature[label_key], kind).value) if kind else []
+    values = feature_lists(examples, label_key)
+    for i, value in enumerate(values):
+        if not value:
+            import tensorflow as tf
+
+            present = sorted(tf.train.Example.FromString(examples[i]).features.feature)
+            raise ValueError(f"example {i}: no label feature {label_key!r} (has {present})")
         if len(value) != 1:
             raise ValueError(f"example {i}: expected one {label_key!r} value, got {value}")
-        values.append(value[0])
-    return np.array(values, dtype=object if isinstance(values[0], bytes) else None)
+    return np.array([value[0] for value in values])
 
 
 def _spread(candidates: np.ndarray, classes: np.ndarray | None, n: int) -> np.ndarray:

@@ -207,9 +207,10 @@ def card_markdown(card: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_card(card: Mapping[str, Any], folder: str) -> list[str]:
-    """Writes ``model_card.json`` and ``model_card.md`` into ``folder``; returns the paths."""
-    paths = [os.path.join(folder, "model_card.json"), os.path.join(folder, "model_card.md")]
-    write_atomic(paths[0], json.dumps(card, indent=2, default=str))
-    write_atomic(paths[1], card_markdown(card))
-    return paths
+CARD_JSON, CARD_MD = "model_card.json", "model_card.md"
+
+
+def write_card(card: Mapping[str, Any], folder: str) -> None:
+    """Writes ``model_card.json`` and ``model_card.md`` into ``folder``."""
+    write_atomic(os.path.join(folder, CARD_JSON), json.dumps(card, indent=2, default=str))
+    write_atomic(os.path.join(folder, CARD_MD), card_markdown(card))

@@ -29,11 +29,18 @@ from components import evaluation_results, model_card
 from components import report_html as page
 from components.tflite_export import REPORT as EDGE_REPORT
 from components.tflite_export import EdgeModels, read_serialized, split_files
-from suite import energy
+from serving import drift
+from suite import energy, examples_io
+from suite.config import import_dotted
 from suite.files import write_atomic
 
 REPORT = "report.html"
 ASSETS_EXTRA = "assets.extra"
+# What this step adds to a pushed version: not part of the model, so left out of the
+# pusher's fingerprint (components.atomic_pusher).
+ADDED_AFTER_PUSH = (*(f"{ASSETS_EXTRA}/{name}" for name in
+                      (REPORT, model_card.CARD_JSON, model_card.CARD_MD)),
+                    drift.PROFILE_DIR.replace(os.sep, "/") + "/")
 # Buckets of a ranker's history length for its figures by length.
 LENGTH_BUCKETS = ((1, 1), (2, 2), (3, 4), (5, 9), (10, 10**9))
 
@@ -118,13 +125,6 @@ def anomaly_rows(anomalies_uri: str) -> list[list[str]]:
             rows.append([split, "(dataset)", anomalies_pb2.AnomalyInfo.Severity.Name(
                 info.severity), info.description])
     return rows
-
-
-def _import(dotted: str):
-    import importlib
-
-    module, _, name = dotted.rpartition(".")
-    return getattr(importlib.import_module(module), name)
 
 
 def _length_bucket(n: int) -> str:
@@ -251,8 +251,7 @@ def build_report(*, title: str, spec: dict, config: dict, code_version: str,
     """The report page and the figures the model card needs (``intervals``, ...)."""
     metrics = evaluation_results.evaluation_metrics(evaluation_uri)
     gates = evaluation_results.gates(evaluation_uri)
-    with open(os.path.join(evaluation_uri, "eval_config.json")) as f:
-        model_spec = json.load(f)["evalConfig"]["modelSpecs"][0]
+    model_spec = evaluation_results.eval_config(evaluation_uri)["modelSpecs"][0]
     label_key, prediction_key = model_spec["labelKey"], model_spec["predictionKey"]
     overall = metrics.get("overall", {})
     classes = list(config.get("data", {}).get("classes") or [])
@@ -292,7 +291,8 @@ def build_report(*, title: str, spec: dict, config: dict, code_version: str,
     # The served model on the eval examples: the intervals of the model card and the
     # figures TFMA has no slice for (a ranker's by history length).
     serialized = read_serialized(split_files(examples_uri, "eval"), model_card.MAX_EXAMPLES)
-    statistics = {name: _import(path) for name, path in spec.get("statistics", {}).items()}
+    statistics = {name: import_dotted(path)
+                  for name, path in spec.get("statistics", {}).items()}
     intervals: dict[str, dict] = {}
     samples = int(config.get("card", {}).get("bootstrap_samples", 1000))
     if statistics and serialized:
@@ -339,14 +339,6 @@ def build_report(*, title: str, spec: dict, config: dict, code_version: str,
     return page.page(title, sections), extras
 
 
-def _read_summary(examples_dir: str) -> dict:
-    path = os.path.join(examples_dir, "summary.json")
-    if not examples_dir or not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
-
-
 @component
 def RunReportStep(  # noqa: N802 (TFX component names are classes)
     examples: InputArtifact[standard_artifacts.Examples],
@@ -381,7 +373,9 @@ def RunReportStep(  # noqa: N802 (TFX component names are classes)
     version = pushed_model.get_string_custom_property("pushed_version") if pushed else ""
     pushed_dir = pushed_model.get_string_custom_property("pushed_destination") if pushed else ""
     model_dir = pushed_dir or path_utils.serving_model_path(model.uri)
-    data_summary = _read_summary(examples_dir)
+    # The ingestion summary (sizes, class balance) when the examples folder is readable here.
+    data_summary = (examples_io.read_summary(examples_dir)
+                    if examples_dir and examples_io.is_complete(examples_dir) else {})
     title = (f"Run report: {model_name} " + (f"version {version}" if pushed else "(not pushed)")
              + f", app {app}")
     text, extras = build_report(
@@ -391,10 +385,8 @@ def RunReportStep(  # noqa: N802 (TFX component names are classes)
         edge_models_uri=edge_models.uri, blessed=blessed, pushed=pushed, version=version,
         data_summary=data_summary, out_dir=report.uri, head_from=head_from,
         model_input_key=model_input_key)
-    written = [write_atomic(os.path.join(report.uri, REPORT), text)]
+    report_path = write_atomic(os.path.join(report.uri, REPORT), text)
     if pushed:
-        from serving import drift
-
         headline = spec_dict.get("headline", "")
         card = model_card.build_card(
             app=app, model_name=model_name, version=version, pushed_dir=pushed_dir,
@@ -403,7 +395,7 @@ def RunReportStep(  # noqa: N802 (TFX component names are classes)
             intervals=extras["intervals"].get(headline, {}),
             interval_note=extras["interval_note"], data_summary=data_summary,
             gates=extras["gates"])
-        written += model_card.write_card(card, report.uri)
+        model_card.write_card(card, report.uri)
         assets = os.path.join(pushed_dir, ASSETS_EXTRA)
         model_card.write_card(card, assets)
         write_atomic(os.path.join(assets, REPORT), text)
@@ -411,5 +403,5 @@ def RunReportStep(  # noqa: N802 (TFX component names are classes)
             pushed_dir, os.path.join(schema.uri, "schema.pbtxt"),
             os.path.join(statistics.uri, "Split-train", "FeatureStats.pb"))
         report.set_string_custom_property("pushed_report", os.path.join(assets, REPORT))
-    report.set_string_custom_property("report_path", written[0])
+    report.set_string_custom_property("report_path", report_path)
     report.set_int_custom_property("model_card", int(pushed))

@@ -13,7 +13,6 @@ paths (see ``pipelines.builder``), beside the app config itself.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any
 
 import suite  # noqa: F401  (Keras policy before TensorFlow)
 from suite import examples_io
-from suite.config import config_from_custom, to_dict
+from suite.config import config_from_custom, import_dotted, to_dict
 
 WARMUP_EXAMPLES = 8
 
@@ -51,12 +50,6 @@ class Trained:
     model: Any  # keras.Model
     export_spec: Any  # serving.export.ExportSpec
     metadata: Mapping[str, Any] = field(default_factory=dict)
-
-
-def import_dotted(path: str) -> Any:
-    """The module-level object at ``package.module.name``."""
-    module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
 
 
 def serving_examples(serialized: Sequence[bytes], features: Sequence[str]) -> list[bytes]:

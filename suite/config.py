@@ -295,6 +295,15 @@ def replace_path(config: T, dotted: str, value: Any, _prefix: str = "") -> T:
     return dataclasses.replace(config, **{head: value})
 
 
+def import_dotted(path: str) -> Any:
+    """The module-level object at ``package.module.name``: how a callable or a class
+    travels in a JSON config or a TFX custom_config (``pipelines.builder.dotted_path``)."""
+    import importlib
+
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 def config_from_custom(cls: type[T], custom_config: dict | None) -> T:
     """The app config of type ``cls`` carried in a TFX custom_config under "config" (the
     class defaults when absent)."""
