@@ -246,7 +246,7 @@ def swap_during(base: str, model: str, grpc_port: int, stop: threading.Event,
     server serves only it, lets the load run 1 s more, then sets ``stop``."""
     from tensorflow_serving.apis.get_model_status_pb2 import ModelVersionStatus
 
-    from components.atomic_pusher import push_atomically
+    from serving.versions import push_atomically
     from serving.clients import GrpcClient
 
     def run() -> None:

@@ -107,7 +107,6 @@ def _serve(version_dir: str, examples: list[bytes], label_key: str,
            model_input_key: str) -> _Served:
     import tensorflow as tf
 
-    import blocks.signal.log_mel  # noqa: F401  (registers the log-mel layer an audio model holds)
     from serving.export import TRANSFORM_FEATURES, load_keras_model
 
     loaded = tf.saved_model.load(version_dir)

@@ -141,7 +141,8 @@ def build_card(*, app: str, model_name: str, version: str, pushed_dir: str,
                     "interval_method": interval_note},
         "blessing": [dict(g) for g in gates],
         "decision": ({"threshold": metadata["threshold"],
-                      "rule": metadata.get("threshold_rule", "")}
+                      "rule": metadata.get("threshold_rule", ""),
+                      "details": metadata.get("decision_details", [])}
                      if "threshold" in metadata else
                      {"threshold": None, "rule": spec.get("decision_rule", "")}),
         "limitations": limitations,
@@ -199,6 +200,8 @@ def card_markdown(card: Mapping[str, Any]) -> str:
     lines += ["", "## Decision rule", "",
               (f"Threshold {decision['threshold']:.4f}, chosen by {decision['rule']}."
                if decision["threshold"] is not None else decision["rule"] or "not declared"),
+              *([""] + [f"- {text}" for text in decision["details"]]
+                if decision.get("details") else []),
               "", "## Known limitations", ""]
     lines += [f"- {text}" for text in card["limitations"]] or ["- none recorded"]
     cost = card["training_cost"]

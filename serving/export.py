@@ -36,7 +36,9 @@ METADATA_FILE = os.path.join("assets.extra", "suite_metadata.json")
 SERVING_RAW = "serving_raw"
 TRANSFORM_FEATURES = "transform_features"
 
-Postprocess = Callable[[tf.Tensor], Mapping[str, tf.Tensor]]
+# outputs -> named outputs; (outputs, features) -> named outputs when the spec names a
+# ``feature_layer``.
+Postprocess = Callable[..., Mapping[str, tf.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,15 @@ class ExportSpec:
     serving_features: raw features a client must send (the label is never one of them).
     model_inputs: transformed features fed to the Keras model, in its input order.
     postprocess: turns the Keras model's output into named serving outputs.
+    feature_layer: postprocess also takes the output of this layer of the Keras model,
+        computed in the same pass (e.g. to score how unlike the training data an input
+        is); the variables postprocess uses are saved with the export.
     """
 
     serving_features: tuple[str, ...]
     model_inputs: tuple[str, ...]
     postprocess: Postprocess
+    feature_layer: str | None = None
 
 
 def classification_outputs(class_names: Sequence[str]) -> Postprocess:
@@ -109,12 +115,15 @@ def export_serving_model(
     tft_layer = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
     serving_spec = serving_feature_spec(raw_spec, spec)
+    served = model if spec.feature_layer is None else keras.Model(
+        model.inputs, [model.output, model.get_layer(spec.feature_layer).output])
 
     def predict(raw_features):
         transformed = tft_layer(raw_features)
         inputs = [transformed[name] for name in spec.model_inputs]
-        outputs = model(inputs[0] if len(inputs) == 1 else inputs, training=False)
-        return dict(spec.postprocess(outputs))
+        outputs = served(inputs[0] if len(inputs) == 1 else inputs, training=False)
+        return dict(spec.postprocess(outputs) if spec.feature_layer is None
+                    else spec.postprocess(*outputs))
 
     def serve_examples(examples):
         return predict(tf.io.parse_example(examples, serving_spec))
@@ -158,6 +167,14 @@ def export_serving_model(
     return output_dir
 
 
+def served_variables(loaded) -> dict:
+    """Every variable the endpoints of a loaded export use, by name (without ":0"): the
+    Keras model's and those a postprocess created. Keras' ExportArchive keeps the full list
+    as ``_all_variables`` (``variables`` holds the tracked layers' only)."""
+    found = getattr(loaded, "_all_variables", None) or loaded.variables
+    return {v.name.split(":")[0]: v for v in found}
+
+
 def load_keras_model(serving_model_dir: str) -> keras.Model:
     """The Keras model kept inside an exported (or pushed) serving model."""
     path = os.path.join(serving_model_dir, KERAS_MODEL_FILE)
@@ -167,8 +184,13 @@ def load_keras_model(serving_model_dir: str) -> keras.Model:
     import zipfile
 
     with zipfile.ZipFile(path) as archive:
-        if b"keras_hub" in archive.read("config.json"):
-            import keras_hub  # noqa: F401  (registers its layers, e.g. backbones, for loading)
+        config = archive.read("config.json")
+    if b"keras_hub" in config:
+        import keras_hub  # noqa: F401  (registers its layers, e.g. backbones, for loading)
+    if b"suite_blocks" in config:  # the suite's own layers, registered on import
+        import blocks.signal.log_mel  # noqa: F401
+        import blocks.signal.spec_augment  # noqa: F401
+        import blocks.vision.intensity  # noqa: F401
     return keras.saving.load_model(path, compile=False)
 
 

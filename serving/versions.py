@@ -2,11 +2,23 @@
 
 TF Serving serves only folders whose names are numbers; anything else (the atomic
 pusher's hidden staging folders, stray files) is ignored here the same way.
+
+A new version is published atomically (``push_atomically``): TFX's stock filesystem push
+copies files straight into ``<base>/<version>/``, so a model server polling the base path
+could see a half-copied version, and two pushes in the same second would collide. Here the
+model is copied into a hidden staging folder beside the versions and renamed into place in
+one step. The version is a unix timestamp, raised above the newest existing version when
+needed so that "latest" always means the last push. A model identical to the newest
+version is not published again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import time
+from collections.abc import Sequence
 
 
 def list_versions(base_path: str) -> list[int]:
@@ -28,3 +40,47 @@ def resolve_model_dir(path: str) -> str:
         raise FileNotFoundError(f"{path}: expected a SavedModel folder or a model base path "
                                 "with numeric version folders")
     return os.path.join(path, str(versions[-1]))
+
+
+def model_fingerprint(model_dir: str, leave_out: Sequence[str] = ()) -> str:
+    """A hash of every file of a SavedModel directory (names and contents), leaving out the
+    relative paths (or folders, ending in "/") that start with one of ``leave_out``."""
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(model_dir):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            relative = os.path.relpath(path, model_dir).replace(os.sep, "/")
+            if relative.startswith(tuple(leave_out)):
+                continue
+            digest.update(relative.encode())
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()
+
+
+def push_atomically(model_dir: str, base_dir: str, leave_out: Sequence[str] = ()
+                    ) -> tuple[str, bool]:
+    """Publishes ``model_dir`` as a new version under ``base_dir``.
+
+    Returns (version, pushed): pushed is False when the newest version already holds an
+    identical model (``model_fingerprint`` with ``leave_out``), whose version is returned
+    instead.
+    """
+    existing = list_versions(base_dir)
+    if existing:
+        latest = str(existing[-1])
+        if (model_fingerprint(os.path.join(base_dir, latest), leave_out)
+                == model_fingerprint(model_dir, leave_out)):
+            return latest, False
+    version = max(int(time.time()), existing[-1] + 1 if existing else 0)
+    os.makedirs(base_dir, exist_ok=True)
+    staging = os.path.join(base_dir, f".staging-{version}-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        shutil.copytree(model_dir, staging)
+        os.rename(staging, os.path.join(base_dir, str(version)))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return str(version), True

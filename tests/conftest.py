@@ -50,7 +50,7 @@ def pushed_model(tmp_path_factory) -> PushedModel:
     from apps.sensor_vibration.config import VibrationConfig
     from apps.sensor_vibration.features import LABEL, SIGNAL_XF
     from components import transform_local
-    from components.atomic_pusher import push_atomically
+    from serving.versions import push_atomically
     from serving import export
     from suite.config import to_dict
     from suite.examples_io import first_examples, transformed_dataset
@@ -87,7 +87,7 @@ def push_copy(pushed_model, tmp_path):
     """Pushes a copy of the model as the next version under a base path; returns it. The
     copy carries a marker file, so it is not the identical model the pusher never pushes
     twice."""
-    from components.atomic_pusher import push_atomically
+    from serving.versions import push_atomically
 
     def push(base_path: str) -> int:
         copy = tmp_path / f"copy-{len(list(tmp_path.iterdir()))}"

@@ -119,8 +119,14 @@ def check_export(app, config, prepared: Prepared, out_dir: Path,
     model_input = transformed[spec.model_input_key]
     keras_model = export.load_keras_model(model_dir)
     direct = keras_model(model_input, training=False)
-    postprocessed = {k: np.asarray(v) for k, v in
-                     trained.export_spec.postprocess(tf.convert_to_tensor(direct)).items()}
+    extra = ()
+    if trained.export_spec.feature_layer:  # postprocess(outputs, that layer's output)
+        import keras
+
+        extra = (keras.Model(keras_model.inputs, keras_model.get_layer(
+            trained.export_spec.feature_layer).output)(model_input, training=False),)
+    postprocessed = {k: np.asarray(v) for k, v in trained.export_spec.postprocess(
+        tf.convert_to_tensor(direct), *extra).items()}
     assert set(postprocessed) == set(served)
     for name, value in served.items():
         _assert_same(value, postprocessed[name], name)

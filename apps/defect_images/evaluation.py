@@ -1,6 +1,7 @@
 """Quality-control figures in numpy: AUROC, anomaly thresholds, detection and classification
 reports, and how much of an explanation's heat falls inside the defect boxes. The trainer
-uses them to choose thresholds on the validation split; the benchmark, tests and the
+uses them to choose the false-alarm threshold on the validation split (Youden's J is
+``suite.metrics.decision_threshold``); the benchmark, tests and the
 ``explain`` command use them to report."""
 
 from __future__ import annotations
@@ -26,26 +27,6 @@ def false_alarm_threshold(good_scores: np.ndarray, target: float) -> float:
     if allowed and scores[allowed - 1] > kept_below:
         return float((scores[allowed - 1] + kept_below) / 2.0)
     return float(np.nextafter(kept_below, np.inf))
-
-
-def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The threshold that maximises Youden's J = recall on defects - false-alarm rate (ties:
-    the higher threshold, fewer false alarms): midway between the two scores where the
-    decision flips."""
-    labels = np.asarray(labels).astype(bool).ravel()
-    scores = np.asarray(scores, np.float64).ravel()
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError("youden_threshold: needs good parts and defects")
-    candidates = np.unique(scores)
-    best, best_j = float(candidates[0]), -np.inf
-    for i, t in enumerate(candidates):
-        flagged = scores >= t
-        j = (flagged & labels).sum() / n_pos - (flagged & ~labels).sum() / n_neg
-        if j >= best_j:
-            below = candidates[i - 1] if i else t
-            best, best_j = float((t + below) / 2.0) if i else float(t), j
-    return best
 
 
 def detection_report(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:

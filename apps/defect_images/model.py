@@ -26,7 +26,6 @@ export loads anywhere (the TFLite export, explanations) without this package's c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import suite  # noqa: F401  (Keras policy before TensorFlow)
 import keras
@@ -35,6 +34,7 @@ from keras import layers
 
 from apps.defect_images.config import DefectConfig, input_size
 from apps.defect_images.features import IMAGE_XF
+from blocks.mahalanobis import Gaussian
 from blocks.vision.backbones import compact_cnn, compact_cnn_stages, resnet, standardize
 
 FEATURES = "features"  # classify: the feature map Grad-CAM explains
@@ -148,16 +148,6 @@ def explained_classifier(model: keras.Model) -> keras.Model:
 
 # --------------------------------------------------------------------------------------
 # Anomaly mode
-
-
-@dataclass(frozen=True)
-class Gaussian:
-    """A Gaussian of feature vectors: ||((f - mean) / std) @ whitening||^2 is the squared
-    Mahalanobis distance of f."""
-
-    mean: np.ndarray  # [C]
-    std: np.ndarray  # [C]
-    whitening: np.ndarray  # [C, k]
 
 
 def build_feature_extractor(config: DefectConfig) -> keras.Model:

@@ -41,11 +41,12 @@ from apps.defect_images.config import DefectConfig, TrainConfig
 from apps.defect_images.features import (
     ANOMALY_CLASSES, DECISION_SCORE, IMAGE, IMAGE_XF, IS_DEFECT, LABEL, SCORE, THRESHOLD)
 from pipelines.trainer import Trained, TrainerInputs
+from blocks.mahalanobis import Gaussian, gaussian, gaussian_from_moments
 from serving.export import ExportSpec
 from suite.distribute import strategy as pick_strategy
 from suite.training import KeepBest, class_weights, tensorboard
 from suite.progress import say
-from suite.metrics import roc_auc
+from suite.metrics import decision_threshold, roc_auc
 
 Log = Callable[[str], None] | None
 
@@ -200,29 +201,8 @@ def train_classifier(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset |
 # Anomaly mode
 
 
-def gaussian(vectors: np.ndarray, shrinkage: float) -> models.Gaussian:
-    """The Gaussian of ``vectors`` [n, C]: mean, standard deviation and the whitening of
-    their correlation matrix shrunk towards the identity by ``shrinkage``."""
-    return gaussian_from_moments(vectors.sum(axis=0), vectors.T @ vectors, len(vectors),
-                                 shrinkage)
-
-
-def gaussian_from_moments(total: np.ndarray, outer: np.ndarray, count: int,
-                          shrinkage: float) -> models.Gaussian:
-    """``gaussian`` from the sum and the sum of outer products of ``count`` vectors."""
-    mean = total / count
-    covariance = outer / count - np.outer(mean, mean)
-    # A feature that never varies (a dead ReLU) gets unit scale: its deviations stay visible.
-    std = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
-    std = np.where(std > 1e-6 * (std.max() + 1e-12), std, 1.0)
-    correlation = covariance / np.outer(std, std)
-    correlation = (1.0 - shrinkage) * correlation + shrinkage * np.eye(len(mean))
-    values, vectors = np.linalg.eigh(correlation)
-    return models.Gaussian(mean, std, vectors / np.sqrt(np.maximum(values, 1e-9)))
-
-
 def fit_gaussians(extractor: keras.Model, images: np.ndarray, config: DefectConfig,
-                  batch_size: int = 32) -> tuple[models.Gaussian, models.Gaussian]:
+                  batch_size: int = 32) -> tuple[Gaussian, Gaussian]:
     """(local, global) Gaussians of the good parts' features, seen in every orientation
     ``anomaly.invariance`` allows: the local one over every position of every image."""
     a = config.anomaly
@@ -334,7 +314,7 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray, config: DefectConfi
     thresholds = {"false_alarm": evaluation.false_alarm_threshold(scores[~labels],
                                                                   a.target_false_alarm)}
     if labels.any():
-        thresholds["youden"] = evaluation.youden_threshold(labels, scores)
+        thresholds["youden"] = decision_threshold(labels, scores, "youden")
     rule = a.threshold_rule
     if rule == "auto":
         rule = "youden" if "youden" in thresholds else "false_alarm"

@@ -107,7 +107,8 @@ class MedicalScans(App):
 
         metadata = load_metadata(pushed_dir)
         return [f"  decision threshold {metadata['threshold']:.4f} on the probability of "
-                f"{metadata['positive_class']} (chosen on the validation split)"]
+                f"{metadata['positive_class']}, chosen by {metadata['threshold_rule']}",
+                *(f"  {line}" for line in metadata.get("decision_details", []))]
 
 
 APP = MedicalScans()

@@ -36,17 +36,20 @@ examples:
   medical-scans predict --model workspace/serving/models/medical_scans scan1.png scan2.jpeg
   medical-scans predict --server localhost:8500 scan1.png
   medical-scans explain --model workspace/serving/models/medical_scans scan1.png --out heat/
+  medical-scans calibrate --model workspace/serving/models/medical_scans --images site_scans/
   medical-scans compile --target kubeflow-v2 --image gcr.io/acme/suite:1 --out pipeline.json
 """
 
 
-def _load_images(files):
+def _load_images(files, config=None):
     """(readable files, their encoded bytes, (file, reason) of the unreadable ones); DICOM
-    is converted to PNG."""
+    is converted to PNG, its modality and view checked against ``config`` (a DataConfig;
+    default: the defaults)."""
     from apps.medical_scans import data
     from apps.medical_scans.config import DataConfig
 
-    return cli.read_each(files, lambda path: data.load_image_bytes(path, DataConfig()))
+    return cli.read_each(files, lambda path: data.load_image_bytes(path,
+                                                                   config or DataConfig()))
 
 
 def cmd_predict(args) -> int:
@@ -57,27 +60,32 @@ def cmd_predict(args) -> int:
     from suite.quiet import quiet
 
     quiet()
+    from apps.medical_scans.decision import REFER_UNCERTAIN, REFER_UNLIKE
+
     files, images, bad = _load_images(args.files)
     if images and args.server:
         from apps.medical_scans.client import MedicalScansClient
 
         with cli.server_errors(args):
             result = MedicalScansClient(args.server, model=args.model_name).predict(images)
-        labels, probabilities, thresholds = (result.labels, result.probabilities,
-                                             result.thresholds)
+        labels, probabilities, thresholds, decisions = (
+            result.labels, result.probabilities, result.thresholds, result.decisions)
         print(f"server: {args.server} (model {args.model_name})")
     elif images:
         from apps.medical_scans.explain import ServedScans
 
         served = ServedScans(args.model)
         outputs = served.predict_images(images)
-        labels = outputs["labels"]
+        labels, decisions = outputs["labels"], outputs["decisions"]
         probabilities, thresholds = outputs["probabilities"], outputs["threshold"]
         print(f"model: {served.model_dir}")
-    for path, label, p, t in zip(files, labels if images else [],
-                                 probabilities if images else [],
-                                 thresholds if images else [], strict=True):
-        print(f"{path}: {label}  (probability of {label}: "
+    for path, label, decision, p, t in zip(
+            files, *((labels, decisions, probabilities, thresholds) if images else [[]] * 4),
+            strict=True):
+        why = {REFER_UNCERTAIN: f"refer to a reader: unsure, {label} by a narrow margin",
+               REFER_UNLIKE: "refer to a reader: this image is unlike the scans the model "
+                             f"was trained on (it would have said {label})"}
+        print(f"{path}: {why.get(decision, label)}  (probability of {label}: "
               f"{p[1] if p[1] >= t else p[0]:.3f}; positive probability {p[1]:.3f}, "
               f"threshold {t:.3f})")
     return cli.report_unreadable(bad)
@@ -101,6 +109,53 @@ def cmd_explain(args) -> int:
     return cli.report_unreadable(bad)
 
 
+def cmd_calibrate(args) -> int:
+    """Calibrates a pushed model to a site from a batch of its scans and publishes the result
+    as a new model version beside it (same graph, new threshold; the metadata and the model
+    card record the calibration). --images holds either unlabelled scans (any layout): the
+    site's prevalence is estimated (EM, Saerens et al. 2002) and the threshold moves to the
+    fewest expected errors at that prevalence; or a folder per class (e.g. NORMAL/,
+    PNEUMONIA/): the model's own threshold rule is applied to the labelled site scans.
+    Scans the model refers as unlike its training data are left out."""
+    from suite.quiet import quiet
+
+    quiet()
+    from apps.medical_scans.calibrate import calibrate, site_images
+    from apps.medical_scans.explain import ServedScans
+    from apps.medical_scans.decision import describe_rule
+
+    served = ServedScans(args.model)
+    config = served.app_config
+    files, labels = site_images(args.images, config.data.classes)
+    by_file = dict(zip(files, labels or [None] * len(files), strict=True))
+    read, images, bad = _load_images(files, config.data)
+    if bad:
+        return cli.report_unreadable(bad)
+    result = calibrate(served.model_dir, images,
+                       [by_file[f] for f in read] if labels is not None else None,
+                       base_dir=args.out)
+    print(f"model: {served.model_dir}")
+    print(f"site scans: {result.images} ({'labelled' if labels is not None else 'unlabelled'}"
+          f"), {result.used} used, {result.images - result.used} left out as unlike the "
+          "training data")
+    what = "estimated" if labels is None else "counted"
+    print(f"site prevalence of {config.data.classes[1]}: {result.prevalence:.3f} ({what}; "
+          f"validation split: {served.metadata['calibration']['prevalence']:.3f})")
+    print(f"threshold: {result.old_threshold:.4f} -> {result.threshold:.4f}, chosen by "
+          f"{describe_rule(result.rule)}")
+    if result.refer_band[1] > result.refer_band[0]:
+        print(f"refer band: [{result.refer_band[0]:.4f}, {result.refer_band[1]:.4f})")
+    print(f"referred to a reader after calibration: {result.referred} of {result.images}")
+    if result.site_report:
+        for when in ("before", "after"):
+            r = result.site_report[when]
+            print(f"  site scans {when:<6}: accuracy {r['accuracy']:.4f}  sensitivity "
+                  f"{r['sensitivity']:.4f}  specificity {r['specificity']:.4f}  (AUC "
+                  f"{r['auc']:.4f})")
+    print(f"new version: {result.version_dir}")
+    return 0
+
+
 def commands(sub) -> None:
     """The app-only commands."""
     pred = sub.add_parser("predict", help="classify image files",
@@ -116,6 +171,17 @@ def commands(sub) -> None:
                      help="where the heatmap PNGs go (default: ./explanations)")
     exp.add_argument("files", nargs="+", metavar="IMAGE", help="PNG, JPEG or DICOM files")
     exp.set_defaults(func=cmd_explain)
+
+    cal = sub.add_parser("calibrate", help="adapt a pushed model's threshold to a site",
+                         description=cmd_calibrate.__doc__)
+    cal.add_argument("--model", required=True, metavar="DIR",
+                     help="pushed model: a version folder or the model base path (newest)")
+    cal.add_argument("--images", required=True, metavar="DIR",
+                     help="the site's scans: any folder of JPEG/PNG/DICOM files, or a folder "
+                          "per class for labelled scans")
+    cal.add_argument("--out", metavar="DIR",
+                     help="model base path for the new version (default: the model's own)")
+    cal.set_defaults(func=cmd_calibrate)
 
 
 def main(argv: list[str] | None = None) -> int:

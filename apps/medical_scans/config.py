@@ -6,9 +6,11 @@ import re
 from dataclasses import dataclass, field
 
 from suite.config import AppConfig, TrainBase
+from suite.metrics import THRESHOLD_RULES
 
 FORMATS: tuple[str, ...] = ("folders", "npz", "dicom")
 MODEL_KINDS: tuple[str, ...] = ("cnn", "resnet")
+INTENSITY: tuple[str, ...] = ("none", "equalize", "clahe")
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,9 @@ class DataConfig:
     subtype_pattern: str = r"_(bacteria|virus)_"
     # A regular expression on the file name whose first group identifies the patient: all
     # images of a patient land in the same split. A file without a match is its own group.
-    patient_pattern: str = r"(person\d+)_"
+    # The default reads the chest X-ray data set's names: person123_bacteria_4.jpeg, and
+    # IM-0437-0001-0002.jpeg / NORMAL2-IM-0383-0001.jpeg for the normal scans.
+    patient_pattern: str = r"^(person\d+|(?:NORMAL2-)?IM-\d+)[-_]"
     # Share of the patients of each class held out as the eval split (when the data has no
     # eval split of its own), and share of the remaining training patients kept aside as the
     # validation split (the decision threshold is chosen there, never on eval).
@@ -43,6 +47,13 @@ class DataConfig:
     allow_missing_classes: bool = False
     # DICOM window (center, width) when a file carries none: None = the full pixel range.
     dicom_default_window: tuple[float, float] | None = None
+    # DICOM files whose Modality tag is not one of these are refused (a CT slice or an MR
+    # is not a radiograph); () accepts any. A file without the tag is accepted.
+    dicom_modalities: tuple[str, ...] = ("CR", "DX")
+    # DICOM files whose ViewPosition tag is not one of these are refused, e.g. ("PA", "AP")
+    # for a model trained on frontal chest films; () accepts any view. A file without the
+    # tag is accepted.
+    dicom_views: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,13 @@ class ModelConfig:
     filters: tuple[int, ...] = (32, 64, 128, 256)  # per stage
     blocks: tuple[int, ...] = (2, 2, 2, 2)  # resnet: residual blocks per stage
     dropout: float = 0.3
+    # Intensity normalisation inside the model, before the per-image standardisation:
+    # "equalize" (global histogram equalisation) or "clahe" (contrast-limited adaptive
+    # equalisation on clahe_tiles x clahe_tiles tiles, clip limit clahe_clip x the mean bin
+    # count, as OpenCV's): the exposure curve of a scanner or its post-processing drops out.
+    intensity: str = "none"
+    clahe_tiles: int = 8
+    clahe_clip: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,30 @@ class TrainConfig(TrainBase):
 
 
 @dataclass(frozen=True)
+class DecisionConfig:
+    """How the served model decides: the threshold rule applied on the validation split,
+    an optional refer band around the threshold, and the out-of-distribution check."""
+
+    # "youden": the largest sensitivity + specificity - 1; "sensitivity": the highest
+    # threshold whose validation sensitivity is at least target + margin; "specificity":
+    # the lowest threshold whose validation specificity is at least target + margin. The
+    # margin is room for the drop expected on scans from other sites.
+    rule: str = "youden"
+    target: float = 0.95
+    margin: float = 0.0
+    # Half-width of the "refer" band around the threshold, on the logit scale of the
+    # positive probability (1.0: probabilities from about 0.27 to 0.73 when the threshold
+    # is 0.5): images inside it are referred to a reader as unsure. 0 = no band.
+    refer_band: float = 0.0
+    # Out-of-distribution check: the squared Mahalanobis distance of the model's pooled
+    # features to the training images' (class means, shared covariance shrunk towards the
+    # identity by ood_shrinkage); images farther than this quantile of the validation
+    # images' distances are referred as unlike the training data. None = no check.
+    ood_quantile: float | None = 0.995
+    ood_shrinkage: float = 0.1
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """What a model must reach to be blessed and pushed (on the eval split)."""
 
@@ -97,9 +139,11 @@ class MedicalConfig(AppConfig):
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
     model_name: str = "medical_scans"
 
-    CHOICES = {"model.kind": MODEL_KINDS}
+    CHOICES = {"model.kind": MODEL_KINDS, "model.intensity": INTENSITY,
+               "decision.rule": THRESHOLD_RULES}
 
     def check(self) -> MedicalConfig:
         """The config when its fields are consistent; raises naming the bad field."""
@@ -115,6 +159,7 @@ class MedicalConfig(AppConfig):
         if m.image_size < 16:
             raise ValueError(f"model.image_size: expected at least 16 pixels, got "
                              f"{m.image_size}")
+        check_decision(self.decision)
         return self
 
 
@@ -163,4 +208,22 @@ def check_data(d: DataConfig) -> DataConfig:
             re.compile(getattr(d, name))
         except re.error as e:
             raise ValueError(f"data.{name}: invalid regular expression ({e})") from e
+    return d
+
+
+def check_decision(d: DecisionConfig) -> DecisionConfig:
+    """Returns ``d`` when its fields are consistent; raises naming the bad field."""
+    if not 0.0 < d.target <= 1.0:
+        raise ValueError(f"decision.target: expected a fraction in (0, 1], got {d.target}")
+    if not 0.0 <= d.margin < 1.0:
+        raise ValueError(f"decision.margin: expected a fraction in [0, 1), got {d.margin}")
+    if d.refer_band < 0:
+        raise ValueError(f"decision.refer_band: expected a logit half-width >= 0, got "
+                         f"{d.refer_band}")
+    if d.ood_quantile is not None and not 0.5 <= d.ood_quantile <= 1.0:
+        raise ValueError(f"decision.ood_quantile: expected a quantile in [0.5, 1] or null, "
+                         f"got {d.ood_quantile}")
+    if not 0.0 <= d.ood_shrinkage <= 1.0:
+        raise ValueError(f"decision.ood_shrinkage: expected a fraction in [0, 1], got "
+                         f"{d.ood_shrinkage}")
     return d

@@ -79,22 +79,32 @@ def _is_junk(name: str) -> bool:
     return name.startswith(".") or name.lower() in _JUNK_FILES
 
 
-def _read_dicom(path: str, default_window: Sequence[float] | None = None
-                ) -> tuple[np.ndarray, str]:
-    """``blocks.vision.dicom.read_dicom`` (uint8 [H, W] image, PatientID), its errors raised
-    as DataError with the same message."""
+def is_image_file(path: str) -> bool:
+    """Whether ``path`` is an image file ingestion and prediction read: JPEG / PNG by name,
+    DICOM by name or preamble (junk files such as thumbs.db and hidden files are not)."""
+    name = os.path.basename(path)
+    return (not _is_junk(name) and os.path.isfile(path)
+            and (name.lower().endswith(_IMAGE_EXTENSIONS) or _is_dicom(path)))
+
+
+def _read_dicom(path: str, config: DataConfig) -> tuple[np.ndarray, str]:
+    """``blocks.vision.dicom.read_dicom`` (uint8 [H, W] image, PatientID) with the
+    config's default window and accepted modalities and views, its errors raised as
+    DataError with the same message."""
     try:
-        return read_dicom(path, default_window)
+        return read_dicom(path, config.dicom_default_window,
+                          modalities=config.dicom_modalities, views=config.dicom_views)
     except DataError:
         raise
     except ImageError as e:
         raise DataError(str(e)) from e
 
 
-def dicom_to_uint8(path: str, default_window: Sequence[float] | None = None) -> np.ndarray:
+def dicom_to_uint8(path: str, config: DataConfig | None = None) -> np.ndarray:
     """A DICOM file's image as uint8 [H, W] (``blocks.vision.dicom.dicom_to_uint8``); bad
-    files raise DataError."""
-    return _read_dicom(path, default_window)[0]
+    files, and modalities or views the config (default: DataConfig()) does not accept,
+    raise DataError."""
+    return _read_dicom(path, config or DataConfig())[0]
 
 
 def _check_encoded(path: str, data: bytes) -> None:
@@ -117,7 +127,7 @@ def load_image_bytes(path: str, config: DataConfig) -> bytes:
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file; expected a JPEG, PNG or DICOM image")
     if _is_dicom(path):
-        return encode_png(dicom_to_uint8(path, config.dicom_default_window))
+        return encode_png(dicom_to_uint8(path, config))
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -281,7 +291,7 @@ def _validate_files(scan: _Scan, config: DataConfig, spool,
                 if not _is_dicom(c.path):
                     raise DataError(f"{c.path}: not a DICOM file; expected .dcm files or "
                                     "files starting with the DICM preamble")
-                pixels, patient_id = _read_dicom(c.path, config.dicom_default_window)
+                pixels, patient_id = _read_dicom(c.path, config)
                 png = encode_png(pixels)
                 offset = spool.seek(0, os.SEEK_END)
                 spool.write(png)

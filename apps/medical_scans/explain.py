@@ -36,9 +36,12 @@ class ServedScans(ServedModel):
         self.threshold = float(self.metadata["threshold"])
 
     def predict_images(self, images: Sequence[bytes]) -> dict[str, np.ndarray | list[str]]:
-        """Served outputs for encoded images: labels, class_ids, probabilities, threshold."""
+        """Served outputs for encoded images: labels (the class the threshold gives),
+        decisions (the class, or a referral), class_ids, probabilities, threshold,
+        ood_score, refer."""
         outputs = self.predict([data.image_example(image) for image in images])
         outputs["labels"] = [c.decode() for c in outputs["classes"]]
+        outputs["decisions"] = [d.decode() for d in outputs["decision"]]
         return outputs
 
     def decoded(self, images: Sequence[bytes]) -> np.ndarray:

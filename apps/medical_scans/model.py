@@ -3,7 +3,9 @@
 Every model takes ``image_xf`` [size, size, channels] (the decoded image, intensities in
 [0, 1]) and returns class probabilities. Its first layer standardises each image (zero mean,
 unit variance over all its pixels): X-ray exposure and detector gain differ between machines
-and hospitals, and a per-image scale carries none of that into the model. The last feature
+and hospitals, and a per-image scale carries none of that into the model. Histogram
+equalisation or CLAHE (``model.intensity``) may come first, so that the exposure curve drops
+out as well. The last feature
 map is the output of a layer named ``features``, which Grad-CAM explains
 (blocks/vision/gradcam.py).
 """
@@ -17,6 +19,7 @@ from keras import layers
 from apps.medical_scans.config import MedicalConfig
 from apps.medical_scans.features import IMAGE_XF
 from blocks.vision.backbones import compact_cnn, resnet, standardize
+from blocks.vision.intensity import IntensityNormalization
 
 FEATURES = "features"
 
@@ -27,7 +30,11 @@ def build_model(config: MedicalConfig) -> keras.Model:
     if m.kind not in ("cnn", "resnet"):
         raise ValueError(f"model.kind: expected 'cnn' or 'resnet', got {m.kind!r}")
     inputs = keras.Input((m.image_size, m.image_size, m.channels), name=IMAGE_XF)
-    x = standardize(inputs)
+    x = inputs
+    if m.intensity != "none":
+        x = IntensityNormalization(m.intensity, tiles=m.clahe_tiles, clip_limit=m.clahe_clip,
+                                   name="intensity")(x)
+    x = standardize(x)
     x = (compact_cnn(x, m.filters) if m.kind == "cnn"
          else resnet(x, m.filters, m.blocks, m.image_size, m.channels))
     x = layers.Identity(name=FEATURES)(x)

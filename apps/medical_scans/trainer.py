@@ -4,15 +4,16 @@ The input pipeline parses the examples (encoded image bytes), applies the TFT tr
 (decode, resize) and caches the decoded images; augmentation runs only on training batches,
 so the exported model never contains it. Classes are weighted by inverse frequency. After
 each epoch the model is scored on the validation split (patients never seen in training):
-the weights of the epoch with the best validation AUC are kept, and the decision threshold
-is chosen there (Youden's J), recorded in the model's metadata and built into its outputs.
+the weights of the epoch with the best validation AUC are kept. Then the decision is fitted
+there (decision.py): the threshold by the configured rule, the refer band, the
+out-of-distribution limit, and the calibration a site recalibration starts from; all of
+it is recorded in the model's metadata and built into its outputs.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import suite  # noqa: F401  (Keras policy before TensorFlow)
@@ -20,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from apps.medical_scans import evaluation
+from apps.medical_scans import decision as decisions, evaluation
 from apps.medical_scans.config import MedicalConfig
 from apps.medical_scans.features import IMAGE, IMAGE_XF, LABEL
 from apps.medical_scans.model import augmentation, build_model
@@ -28,10 +29,8 @@ from pipelines.trainer import Trained, TrainerInputs
 from serving.export import ExportSpec
 from suite.distribute import strategy as pick_strategy
 from suite.training import KeepBest, class_weights, tensorboard
-from suite.metrics import roc_auc
+from suite.metrics import decision_threshold, roc_auc
 from suite.progress import say
-
-_EPS = 1e-7
 
 
 @dataclass
@@ -41,6 +40,9 @@ class TrainResult:
     model: keras.Model
     threshold: float
     validation: dict  # evaluation.binary_report on the validation split at the threshold
+    decision: decisions.Decision  # the threshold, refer band and out-of-distribution check
+    rule: dict  # how the threshold was chosen: the rule, its target and margin
+    calibration: dict  # decision.fit_calibration on the validation split
     history: list[dict]  # per epoch: loss, validation AUC, seconds
     best_epoch: int
     train_seconds: float
@@ -63,11 +65,43 @@ def positive_scores(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
     return np.concatenate([model(x, training=False).numpy()[:, 1] for x, _ in dataset])
 
 
+def pooled_features(model: keras.Model, dataset: tf.data.Dataset | None) -> np.ndarray:
+    """The model's pooled features (``decision.POOL``) of every image of ``dataset``."""
+    if dataset is None:
+        return np.zeros((0, model.get_layer(decisions.POOL).output.shape[-1]))
+    features = keras.Model(model.inputs, model.get_layer(decisions.POOL).output)
+    return np.concatenate([features(x, training=False).numpy() for x, _ in dataset])
+
+
+def fit_decision(model: keras.Model, train_ds: tf.data.Dataset,
+                 validation_ds: tf.data.Dataset | None, config: MedicalConfig
+                 ) -> tuple[decisions.Decision, dict, dict]:
+    """(decision, rule, calibration) of a trained model, fitted on the validation split:
+    the threshold by ``decision.rule`` (0.5 without validation data of both classes), the
+    refer band around it, the out-of-distribution limit and the probability calibration."""
+    d = config.decision
+    rule = {"rule": d.rule, "target": d.target, "margin": d.margin}
+    labels = _labels(validation_ds) if validation_ds is not None else np.zeros(0)
+    scores = positive_scores(model, validation_ds) if len(labels) else np.zeros(0)
+    if len(np.unique(labels)) == 2:
+        threshold = decision_threshold(labels, scores, d.rule, d.target, d.margin)
+    else:
+        threshold, rule = 0.5, {"rule": "fixed", "target": 0.5, "margin": 0.0}
+    ood = None
+    if d.ood_quantile is not None:
+        ood = decisions.fit_ood(pooled_features(model, train_ds), _labels(train_ds),
+                                pooled_features(model, validation_ds if len(labels) else None),
+                                d.ood_quantile, d.ood_shrinkage)
+    low, high = decisions.refer_band(threshold, d.refer_band)
+    return (decisions.Decision(threshold, low, high, ood), rule,
+            decisions.fit_calibration(labels, scores))
+
+
 def train(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | None,
           config: MedicalConfig, *, log=None, log_dir: str | None = None) -> TrainResult:
     """Builds and fits the configured model on (image_xf, label) batches; keeps the epoch
-    with the best validation AUC and chooses the decision threshold on the validation split.
-    ``log`` (a print-like function) gets one line per epoch."""
+    with the best validation AUC and fits the decision on the validation split
+    (``fit_decision``). ``log`` (a print-like function) gets one line per epoch."""
     config = config.check()
     cfg = config.train
     keras.utils.set_random_seed(cfg.seed)
@@ -105,54 +139,33 @@ def train(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | None,
               callbacks=[best, *tensorboard(log_dir)])
     train_seconds = time.perf_counter() - start
     best.restore()
+    decision, rule, calibration = fit_decision(model, train_ds, validation_ds, config)
+    report = {}
     if validation_ds is not None:
-        scores = positive_scores(model, validation_ds)
-        threshold = evaluation.choose_threshold(validation_labels, scores)
-        report = evaluation.binary_report(validation_labels, scores, threshold)
-    else:
-        threshold, report = 0.5, {}
-    return TrainResult(model=model, threshold=threshold, validation=report,
+        report = evaluation.binary_report(
+            validation_labels, positive_scores(model, validation_ds), decision.threshold)
+    return TrainResult(model=model, threshold=decision.threshold, validation=report,
+                       decision=decision, rule=rule, calibration=calibration,
                        history=best.history, best_epoch=best.best_epoch,
                        train_seconds=train_seconds, train_images=len(labels))
 
 
-def thresholded_outputs(class_names: Sequence[str], threshold: float):
-    """Serving outputs of the binary classifier with its decision threshold built in:
-    probabilities per class, the decided class id and name, the decided class's probability
-    (``scores``), the threshold itself, and ``decision_score``: the positive probability
-    moved on the logit scale so that 0.5 is the threshold (same ranking, so the same AUC;
-    TFMA's thresholded metrics read the decision at 0.5)."""
-    names = tf.constant(list(class_names))
-    logit_t = math.log(threshold + _EPS) - math.log1p(-threshold + _EPS)
-
-    def postprocess(probabilities: tf.Tensor) -> dict[str, tf.Tensor]:
-        positive = tf.clip_by_value(probabilities[:, 1], _EPS, 1.0 - _EPS)
-        class_ids = tf.cast(positive >= threshold, tf.int64)
-        logit = tf.math.log(positive) - tf.math.log1p(-positive)
-        return {
-            "probabilities": probabilities,
-            "class_ids": class_ids,
-            "classes": tf.gather(names, class_ids),
-            "scores": tf.gather(probabilities, class_ids, batch_dims=1),
-            "threshold": tf.fill(tf.shape(positive), tf.constant(threshold, tf.float32)),
-            "decision_score": tf.sigmoid(logit - logit_t),
-        }
-
-    return postprocess
-
-
-def export_spec(config: MedicalConfig, threshold: float) -> ExportSpec:
-    """What the served model takes (encoded image bytes) and returns."""
+def export_spec(config: MedicalConfig, result: TrainResult) -> ExportSpec:
+    """What the served model takes (encoded image bytes) and returns
+    (``decision.served_outputs``)."""
     return ExportSpec(serving_features=(IMAGE,), model_inputs=(IMAGE_XF,),
-                      postprocess=thresholded_outputs(config.data.classes, threshold))
+                      postprocess=decisions.served_outputs(config.data.classes,
+                                                           result.decision),
+                      feature_layer=decisions.POOL)
 
 
 def export_metadata(config: MedicalConfig, result: TrainResult) -> dict:
-    """What the export records beside the model: the threshold and how it was chosen."""
-    return {"threshold": result.threshold, "threshold_rule": "youden_j_on_validation",
-            "positive_class": config.data.classes[1],
-            "validation": result.validation, "best_epoch": result.best_epoch,
-            "history": result.history}
+    """What the export records beside the model: the decision and how it was chosen, the
+    validation calibration a site recalibration starts from, and the training history."""
+    return {**decisions.metadata(result.decision, result.rule),
+            "positive_class": config.data.classes[1], "calibration": result.calibration,
+            "site_calibration": None, "validation": result.validation,
+            "best_epoch": result.best_epoch, "history": result.history}
 
 
 def fit(inputs: TrainerInputs, config: MedicalConfig) -> Trained:
@@ -163,8 +176,10 @@ def fit(inputs: TrainerInputs, config: MedicalConfig) -> Trained:
     result = train(inputs.dataset(inputs.train_files, batch, IMAGE_XF, LABEL),
                    inputs.dataset(inputs.eval_files, batch, IMAGE_XF, LABEL), config,
                    log=say, log_dir=inputs.log_dir)
-    say(f"decision threshold {result.threshold:.4f} (validation: "
-        + ", ".join(f"{k} {result.validation[k]:.4f}" for k in
-                    ("auc", "sensitivity", "specificity") if k in result.validation) + ")")
-    return Trained(result.model, export_spec(config, result.threshold),
+    say(f"decision threshold {result.threshold:.4f} by {decisions.describe_rule(result.rule)} "
+        "(validation: " + ", ".join(f"{k} {result.validation[k]:.4f}" for k in
+                                    ("auc", "sensitivity", "specificity")
+                                    if k in result.validation) + ")")
+    return Trained(result.model, export_spec(config, result),
                    export_metadata(config, result))
+

@@ -42,10 +42,22 @@ def _first(value: Any) -> float:
     return float(value)
 
 
-def read_dicom(path: str, default_window: Sequence[float] | None = None
+def _check_tag(path: str, ds, keyword: str, what: str, accepted: Sequence[str]) -> None:
+    """Raises ImageError when the file's ``keyword`` tag holds a value outside ``accepted``
+    (a missing or empty tag, or an empty ``accepted``, passes)."""
+    value = str(ds.get(keyword, "") or "").strip().upper()
+    if accepted and value and value not in {a.upper() for a in accepted}:
+        raise ImageError(f"{path}: {what} {value!r} ({keyword} tag); the model takes "
+                         f"{' or '.join(accepted)} only")
+
+
+def read_dicom(path: str, default_window: Sequence[float] | None = None, *,
+               modalities: Sequence[str] = (), views: Sequence[str] = ()
                ) -> tuple[np.ndarray, str]:
     """The uint8 [H, W] image of a DICOM file (see ``dicom_to_uint8``) and its PatientID
-    ("" when absent)."""
+    ("" when absent). A file whose Modality tag is not one of ``modalities`` (e.g. a CT
+    slice for a radiograph model), or whose ViewPosition is not one of ``views``, is
+    refused with an ImageError naming the tag; empty lists accept any."""
     import pydicom  # noqa: PLC0415 (only DICOM input needs it)
     from pydicom.errors import InvalidDicomError  # noqa: PLC0415
 
@@ -62,6 +74,8 @@ def read_dicom(path: str, default_window: Sequence[float] | None = None
     except Exception as e:  # pydicom raises many kinds on damaged files
         raise ImageError(f"{path}: cannot read the DICOM file ({e}); expected a DICOM "
                          "image") from e
+    _check_tag(path, ds, "Modality", "not a radiograph: modality", modalities)
+    _check_tag(path, ds, "ViewPosition", "a view the model was not trained for:", views)
     if "PixelData" not in ds:
         raise ImageError(f"{path}: DICOM file has no pixel data (expected an image)")
     photometric = str(ds.get("PhotometricInterpretation", "") or "").strip()
@@ -148,7 +162,7 @@ def encode_png(array: np.ndarray) -> bytes:
 def write_dicom(path: str, pixels: np.ndarray | None, *, photometric: str = "MONOCHROME2",
                 slope: float | None = None, intercept: float | None = None,
                 window: tuple[Any, Any] | None = None, patient_id: str = "",
-                frames: int = 1) -> None:
+                frames: int = 1, modality: str = "DX", view: str | None = None) -> None:
     """Writes a DICOM file (secondary capture, 16-bit unsigned) of uint16 ``pixels`` ([H, W],
     or [frames, H, W]); None writes a file without pixel data. ``window`` = (center, width),
     values may be lists (multi-valued). For synthetic data and tests; the UIDs derive from
@@ -170,7 +184,9 @@ def write_dicom(path: str, pixels: np.ndarray | None, *, photometric: str = "MON
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID = generate_uid(entropy_srcs=[patient_id, "study"])
     ds.SeriesInstanceUID = generate_uid(entropy_srcs=[patient_id, "series"])
-    ds.Modality = "DX"
+    ds.Modality = modality
+    if view is not None:
+        ds.ViewPosition = view
     ds.PatientID = patient_id
     ds.PhotometricInterpretation = photometric
     if slope is not None:

@@ -23,7 +23,7 @@ from apps.defect_images.features import (
 from blocks.vision.decode import decode_images
 from suite.config import replace_path, to_dict
 from tests import harness
-from suite.metrics import roc_auc
+from suite.metrics import decision_threshold, roc_auc
 
 TINY = replace_path(replace_path(DefectConfig.preset("tiny"), "train.epochs", 2),
                     "anomaly.pretrain_epochs", 2)
@@ -78,7 +78,7 @@ def test_thresholds_and_reports_against_hand_computed_values():
     good = np.arange(1.0, 21.0)  # 20 good parts: 5 % may be flagged, i.e. one
     t = evaluation.false_alarm_threshold(good, 0.05)
     assert t == pytest.approx(19.5) and (good >= t).sum() == 1
-    assert evaluation.youden_threshold([0, 0, 1, 1], [0.1, 0.3, 0.6, 0.9]) == \
+    assert decision_threshold([0, 0, 1, 1], [0.1, 0.3, 0.6, 0.9]) == \
         pytest.approx(0.45)
     report = evaluation.detection_report([0, 0, 1, 1, 1], [0.1, 0.7, 0.6, 0.9, 0.2], 0.5)
     assert (report["tp"], report["tn"], report["fp"], report["fn"]) == (2, 1, 1, 1)

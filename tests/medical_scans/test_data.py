@@ -74,8 +74,8 @@ def test_folders_round_trip_and_patient_grouping(folders, tmp_path):
         if folder == "PNEUMONIA":
             assert e["patient"] == name.split("_")[0]
             assert e["subtype"] == name.split("_")[1] and e["subtype"] in ("bacteria", "virus")
-        else:
-            assert e["patient"] == e["source"] and e["subtype"] == "none"
+        else:  # IM-<patient>-<image>.png
+            assert e["patient"] == name.rsplit("-", 1)[0] and e["subtype"] == "none"
     # No patient in two splits; the eval share of each class reaches the fraction and
     # overshoots it by less than one patient (at most 3 images).
     patients = {s: {e["patient"] for e in examples[s]} for s in SPLITS}
@@ -193,7 +193,8 @@ def test_dicom_conversion_rescales_windows_and_inverts(tmp_path):
     np.testing.assert_array_equal(data.dicom_to_uint8(path), 255 - np.array(windowed))
     data._write_dicom(path, stored, slope=2, intercept=-100)  # no window: min-max
     np.testing.assert_array_equal(data.dicom_to_uint8(path), [[0, 85], [170, 255]])
-    np.testing.assert_array_equal(data.dicom_to_uint8(path, default_window=(100, 400)),
+    windowed_by_config = DataConfig(dicom_default_window=(100, 400))
+    np.testing.assert_array_equal(data.dicom_to_uint8(path, windowed_by_config),
                                   [[0, 128], [255, 255]])
     data._write_dicom(path, np.stack([stored, stored[::-1]]), frames=2)  # first frame
     np.testing.assert_array_equal(data.dicom_to_uint8(path), [[0, 85], [170, 255]])
@@ -206,6 +207,45 @@ def test_dicom_conversion_rescales_windows_and_inverts(tmp_path):
     data._write_dicom(path, stored, photometric="RGB")
     with pytest.raises(DataError, match=r"a\.dcm: .*PhotometricInterpretation 'RGB'"):
         data.dicom_to_uint8(path)
+
+
+def test_dicom_of_another_modality_or_view_is_refused_by_its_tags(tmp_path):
+    from pydicom.data import get_testdata_file
+
+    stored = np.array([[0, 100], [200, 300]], np.uint16)
+    for modality in ("CT", "MR"):
+        path = str(tmp_path / f"{modality}.dcm")
+        data._write_dicom(path, stored, modality=modality)
+        with pytest.raises(DataError, match=rf"{modality}\.dcm: not a radiograph: modality "
+                                            rf"'{modality}' \(Modality tag\); the model takes "
+                                            "CR or DX only"):
+            data.load_image_bytes(path, DataConfig())
+        # Accepted when the config says so.
+        assert data.load_image_bytes(path, DataConfig(dicom_modalities=(modality,)))
+    # The CT slice and brain MR shipped with pydicom, as a user sent them.
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        with pytest.raises(DataError, match="not a radiograph"):
+            data.load_image_bytes(get_testdata_file(name), DataConfig())
+    lateral = str(tmp_path / "lateral.dcm")
+    data._write_dicom(lateral, stored, modality="CR", view="LL")
+    frontal = DataConfig(dicom_views=("PA", "AP"))
+    with pytest.raises(DataError, match=r"lateral\.dcm: a view the model was not trained "
+                                        r"for: 'LL' \(ViewPosition tag\); the model takes PA "
+                                        "or AP only"):
+        data.load_image_bytes(lateral, frontal)
+    assert data.load_image_bytes(lateral, DataConfig())  # any view by default
+    data._write_dicom(lateral, stored, modality="CR", view="PA")
+    assert data.load_image_bytes(lateral, frontal)
+    # Ingestion refuses the file the same way, naming it.
+    folders = tmp_path / "scans"
+    for label in ("NORMAL", "PNEUMONIA"):
+        for i in range(3):
+            (folders / label).mkdir(parents=True, exist_ok=True)
+            data._write_dicom(str(folders / label / f"person{i}{label}_{i}.dcm"), stored,
+                              patient_id=f"{label}{i}")
+    data._write_dicom(str(folders / "NORMAL" / "head.dcm"), stored, modality="CT")
+    with pytest.raises(DataError, match=r"head\.dcm: not a radiograph: modality 'CT'"):
+        data.ingest(str(folders), DataConfig(format="dicom"), str(tmp_path / "out"))
 
 
 def test_load_image_bytes_keeps_jpeg_and_png_bytes(tmp_path):

@@ -47,9 +47,9 @@ def _served(tmp_path, model: keras.Model, shift: float = 0.0) -> ServedScans:
         images = tf.io.parse_example(examples, spec)[data.IMAGE]
         probabilities = model(served.decoded(images.numpy()), training=False) + shift
         class_ids = tf.argmax(probabilities, axis=-1)
-        return {"probabilities": probabilities, "class_ids": class_ids,
-                "classes": tf.gather(tf.constant(list(CONFIG.data.classes)), class_ids),
-                "threshold": tf.fill([len(images)], 0.5)}
+        classes = tf.gather(tf.constant(list(CONFIG.data.classes)), class_ids)
+        return {"probabilities": probabilities, "class_ids": class_ids, "classes": classes,
+                "decision": classes, "threshold": tf.fill([len(images)], 0.5)}
 
     served._serve = serve
     return served

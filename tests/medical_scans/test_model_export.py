@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import suite  # noqa: F401
 import keras
 import tensorflow as tf
 
-from apps.medical_scans import data, evaluation, preprocessing, trainer
+from apps.medical_scans import data, evaluation, preprocessing
 from apps.medical_scans.app import APP
 from apps.medical_scans.config import MedicalConfig
 from apps.medical_scans.features import IMAGE, IMAGE_XF, LABEL
@@ -79,29 +80,12 @@ def test_auc_threshold_and_report_against_hand_computed_values():
     scores = np.round(rng.normal(labels, 1.0), 1)  # with ties
     assert roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))
     assert np.isnan(roc_auc(np.ones(5), np.arange(5)))
-    # Separable scores: the threshold falls between the classes.
-    t = evaluation.choose_threshold([0, 0, 1, 1], [0.1, 0.3, 0.6, 0.9])
-    assert t == pytest.approx(0.45)
     report = evaluation.binary_report([0, 0, 1, 1, 1], [0.1, 0.7, 0.6, 0.9, 0.2], 0.5)
     assert (report["tp"], report["tn"], report["fp"], report["fn"]) == (2, 1, 1, 1)
     assert report["sensitivity"] == pytest.approx(2 / 3)
     assert report["specificity"] == pytest.approx(0.5)
     assert report["precision"] == pytest.approx(2 / 3)
     assert report["accuracy"] == pytest.approx(0.6)
-
-
-def test_thresholded_outputs_decide_at_the_threshold():
-    post = trainer.thresholded_outputs(("NORMAL", "PNEUMONIA"), 0.2)
-    positive = np.array([0.05, 0.19, 0.21, 0.9], np.float32)
-    out = {k: v.numpy() for k, v in post(tf.constant(np.stack(
-        [1 - positive, positive], axis=1))).items()}
-    assert out["class_ids"].tolist() == [0, 0, 1, 1]
-    assert [c.decode() for c in out["classes"]] == ["NORMAL", "NORMAL", "PNEUMONIA",
-                                                    "PNEUMONIA"]
-    assert ((out["decision_score"] >= 0.5) == (positive >= 0.2)).all()
-    assert np.all(np.diff(out["decision_score"]) > 0)  # same ranking: same AUC
-    np.testing.assert_allclose(out["threshold"], 0.2)
-    np.testing.assert_allclose(out["scores"], [0.95, 0.81, 0.21, 0.9], atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +97,7 @@ def exported(tmp_path_factory):
     ready = harness.prepare(APP, config, images, root)
     export_dir, trained = harness.check_export(APP, config, ready, root / "export")
     assert len(trained.metadata["history"]) == 2 and trained.metadata["best_epoch"] in (1, 2)
-    result = trainer.TrainResult(trained.model, trained.metadata["threshold"],
-                                 trained.metadata["validation"], trained.metadata["history"],
-                                 trained.metadata["best_epoch"], 0.0, 0)
+    result = SimpleNamespace(model=trained.model, threshold=trained.metadata["threshold"])
     encoded = [data.load_image_bytes(os.path.join(images, c, f), config.data)
                for c in ("NORMAL", "PNEUMONIA")
                for f in sorted(os.listdir(os.path.join(images, c)))[:3]]

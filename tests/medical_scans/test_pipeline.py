@@ -53,7 +53,9 @@ def test_every_component_ran_and_the_model_was_blessed_and_pushed(run):
     pushed = summary.pushed_destination
     meta = json.load(open(os.path.join(pushed, "assets.extra", "suite_metadata.json")))
     assert 0.0 < meta["threshold"] < 1.0 and meta["positive_class"] == "PNEUMONIA"
-    assert meta["threshold_rule"] == "youden_j_on_validation"
+    assert meta["threshold_rule"] == "Youden's J on the validation split"
+    assert meta["decision_rule"] == {"rule": "youden", "target": 0.95, "margin": 0.0}
+    assert meta["ood_limit"] > 0 and meta["calibration"]["prevalence"] > 0
     assert os.path.getsize(os.path.join(pushed, "assets.extra", "tf_serving_warmup_requests"))
 
     report = json.load(open(os.path.join(summary.edge_dir, "report.json")))
@@ -62,19 +64,22 @@ def test_every_component_ran_and_the_model_was_blessed_and_pushed(run):
     assert all(os.path.isfile(v["path"]) for v in report["variants"].values())
 
 
-def test_predict_locally_and_through_the_model_server(run, capsys):
+def test_predict_locally_and_through_the_model_server(run, tmp_path, capsys):
     from serving.repository import ModelEntry
     from serving.server import ModelServer, ServerOptions
 
     _, summary, workspace, images = run
-    files = _image_files(images)
+    blank = tmp_path / "blank.png"  # not a chest X-ray: referred, not labelled
+    blank.write_bytes(data.encode_png(np.zeros((40, 40), np.uint8)))
+    files = [*_image_files(images), str(blank)]
     base = str(workspace / "serving" / "models" / MODEL)
     capsys.readouterr()
     assert cli.main(["predict", "--model", base, *files]) == 0
     local = capsys.readouterr().out.splitlines()
     assert local[0] == f"model: {summary.pushed_destination}"
-    labels = [line.split(": ")[1].split()[0] for line in local[1:]]
+    labels = [line.split(": ")[1].split()[0] for line in local[1:-1]]
     assert labels[:2] == ["NORMAL", "NORMAL"] and labels[2:] == ["PNEUMONIA", "PNEUMONIA"]
+    assert local[-1].startswith(f"{blank}: refer to a reader: this image is unlike the scans")
     with ModelServer([ModelEntry(MODEL, base)], ServerOptions(grpc_port=0, rest_port=0)) as srv:
         assert cli.main(["predict", "--server", srv.grpc_target, *files]) == 0
         remote = capsys.readouterr().out.splitlines()

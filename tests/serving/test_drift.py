@@ -78,7 +78,7 @@ def repository(tmp_path_factory) -> SimpleNamespace:
     import tensorflow_data_validation as tfdv  # noqa: PLC0415
 
     from components import transform_local  # noqa: PLC0415
-    from components.atomic_pusher import push_atomically  # noqa: PLC0415
+    from serving.versions import push_atomically  # noqa: PLC0415
     from serving import export  # noqa: PLC0415
 
     root = tmp_path_factory.mktemp("drift")

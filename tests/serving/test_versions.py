@@ -7,8 +7,7 @@ import shutil
 
 import pytest
 
-from components.atomic_pusher import model_fingerprint, push_atomically
-from serving.versions import list_versions
+from serving.versions import list_versions, model_fingerprint, push_atomically
 
 
 def _model(path, content: bytes):
