@@ -170,20 +170,37 @@ def perturb(images: np.ndarray, kind: str, level: float, seed: int = 0) -> np.nd
     return np.clip(table[kind](images), 0.0, 1.0).astype(np.float32)
 
 
-def perturbation_sweep(model, threshold: float, base_score, x: np.ndarray, y: np.ndarray
-                       ) -> list[dict]:
+def perturbation_sweep(model, threshold: float, base_score, x: np.ndarray, y: np.ndarray,
+                       rule_thresholds: dict[str, float]) -> list[dict]:
     """Every level of ``SWEEP`` (and "none") on the eval images: the model's figures at its
-    threshold, its specificity at 95% sensitivity, and the baseline's AUC."""
+    threshold, its specificity at 95% sensitivity, the baseline's AUC, and (sensitivity,
+    specificity) at each rule's threshold."""
     rows = []
     for kind, level in [("none", None)] + [(k, v) for k, vs in SWEEP.items() for v in vs]:
         images = perturb(x, kind, level)
         scores = model.predict(images, batch_size=64, verbose=0)[:, 1]
         report = _report(y, scores, threshold)
+        at_rules = {}
+        for label, t in rule_thresholds.items():
+            r = evaluation.binary_report(y, scores, t)
+            at_rules[label] = [r["sensitivity"], r["specificity"]]
         rows.append({"perturbation": kind, "level": level,
                      **{m: report[m] for m in ("auc", "accuracy", "sensitivity",
                                                "specificity", "spec_at_95_sens")},
-                     "baseline_auc": roc_auc(y, base_score(images))})
+                     "baseline_auc": roc_auc(y, base_score(images)), "rules": at_rules})
     return rows
+
+
+def rules_held(sweep: list[dict], sensitivity: float = 0.95, specificity: float = 0.80
+               ) -> dict[str, dict]:
+    """Per rule: on how many sweep levels its threshold keeps sensitivity >= 0.95 and
+    specificity >= 0.80 (the issue's operating point), and its mean specificity."""
+    return {label: {"held": sum(row["rules"][label][0] >= sensitivity
+                                and row["rules"][label][1] >= specificity for row in sweep),
+                    "levels": len(sweep),
+                    "mean_specificity": float(np.mean([row["rules"][label][1]
+                                                       for row in sweep]))}
+            for label in sweep[0]["rules"]}
 
 
 def batch_holdout_layout(source: str, dest: str, fraction: float) -> dict:
@@ -327,8 +344,10 @@ def run_dataset(key: str, path: str, config: MedicalConfig, workspace: str, *,
                                            os.path.join(work, "tflite"))
     if sweep:
         say(f"({key}) perturbation sweep on {len(y_eval)} eval images")
-        figures["sweep"] = perturbation_sweep(result.model, result.threshold, base_score,
-                                              x_eval, y_eval)
+        figures["sweep"] = perturbation_sweep(
+            result.model, result.threshold, base_score, x_eval, y_eval,
+            {label: r["threshold"] for label, r in decided["rules"].items()})
+        figures["rules_held"] = rules_held(figures["sweep"])
     return figures
 
 
@@ -437,6 +456,8 @@ def decision_figures(result, config: MedicalConfig, x_val, y_val, x_eval, y_eval
         o = result.decision.ood
         m = config.model
         ood = {"limit": o.limit,
+               "validation_referred": float(np.mean(
+                   o.distance(_features(result.model, x_val)) > o.limit)),
                "eval_referred": float(np.mean(o.distance(_features(result.model, x_eval))
                                               > o.limit)),
                "caught": {name: {"n": len(x), "caught": float(np.mean(
@@ -517,8 +538,9 @@ def print_report(results: dict, shift: dict) -> None:
         o = r["decision"]["ood"]
         if not o:
             continue
-        print(f"  {NAMES[key][:3]} limit {o['limit']:.1f}: eval chest X-rays referred "
-              f"{o['eval_referred']:.1%}; caught: " + ", ".join(
+        print(f"  {NAMES[key][:3]} limit {o['limit']:.1f}: chest X-rays referred: "
+              f"validation {o['validation_referred']:.1%}, eval {o['eval_referred']:.1%}; "
+              "caught: " + ", ".join(
                   f"{name} {c['caught']:.0%} of {c['n']}" for name, c in o["caught"].items()))
     if "c" in results:
         c = results["c"]
@@ -549,6 +571,11 @@ def print_report(results: dict, shift: dict) -> None:
               common.fmt(s["sensitivity"]), common.fmt(s["specificity"]),
               common.fmt(s["spec_at_95_sens"]), common.fmt(s["baseline_auc"])]
              for s in r["sweep"]])
+        print("  threshold rules on the sweep: levels where sensitivity >= 0.95 and "
+              "specificity >= 0.80 hold, mean specificity")
+        for label, h in r["rules_held"].items():
+            print(f"    {label:<18} {h['held']:>2} of {h['levels']}   "
+                  f"{h['mean_specificity']:.4f}")
 
 
 def _only(value: str) -> tuple[str, ...]:

@@ -91,6 +91,12 @@ class TrainConfig(TrainBase):
     translation: float = 0.05
     gamma: float = 0.25
     horizontal_flip: bool = False
+    # Acquisition augmentation (scanners and their post-processing differ in sharpness and
+    # resolution): half of the training batches are blurred (Gaussian, sigma U(0, blur)
+    # pixels) and half lose resolution (down-sampled by U(1, downscale), then back up).
+    # 0 / 1 turn them off.
+    blur: float = 0.0
+    downscale: float = 1.0
     # Stop after this many minutes of training (None = all epochs); the weights of the
     # epoch with the best validation AUC are kept.
     max_minutes: float | None = None

@@ -60,6 +60,31 @@ def _random_gamma(images: tf.Tensor, amount: float) -> tf.Tensor:
     return tf.pow(tf.clip_by_value(images, 0.0, 1.0), gamma)
 
 
+def _random_blur(images: tf.Tensor, max_sigma: float) -> tf.Tensor:
+    """Half of the time, the batch blurred by a Gaussian of sigma U(0, max_sigma) pixels
+    (reflected borders)."""
+    radius = max(1, math.ceil(3 * max_sigma))
+    sigma = tf.random.uniform([], 1e-3, max_sigma)
+    taps = tf.exp(-0.5 * tf.square(tf.range(-radius, radius + 1, dtype=tf.float32) / sigma))
+    taps /= tf.reduce_sum(taps)
+    channels = images.shape[-1]
+    padded = tf.pad(images, [[0, 0], [radius, radius], [radius, radius], [0, 0]], "REFLECT")
+    rows = tf.tile(tf.reshape(taps, [-1, 1, 1, 1]), [1, 1, channels, 1])
+    cols = tf.tile(tf.reshape(taps, [1, -1, 1, 1]), [1, 1, channels, 1])
+    blurred = tf.nn.depthwise_conv2d(padded, rows, [1, 1, 1, 1], "VALID")
+    blurred = tf.nn.depthwise_conv2d(blurred, cols, [1, 1, 1, 1], "VALID")
+    return tf.cond(tf.random.uniform([]) < 0.5, lambda: blurred, lambda: images)
+
+
+def _random_resolution(images: tf.Tensor, max_factor: float) -> tf.Tensor:
+    """Half of the time, the batch down-sampled by U(1, max_factor) and up-sampled back."""
+    size = tf.shape(images)[1:3]
+    factor = tf.random.uniform([], 1.0, max_factor)
+    smaller = tf.maximum(tf.cast(tf.cast(size, tf.float32) / factor, tf.int32), 1)
+    lowered = tf.image.resize(tf.image.resize(images, smaller, antialias=True), size)
+    return tf.cond(tf.random.uniform([]) < 0.5, lambda: lowered, lambda: images)
+
+
 def positive_scores(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
     """The model's probability of the positive class (id 1) on every image of ``dataset``."""
     return np.concatenate([model(x, training=False).numpy()[:, 1] for x, _ in dataset])
@@ -112,6 +137,10 @@ def train(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | None,
     def augment_batch(x, y):
         if cfg.gamma:
             x = _random_gamma(x, cfg.gamma)
+        if cfg.blur:
+            x = _random_blur(x, cfg.blur)
+        if cfg.downscale > 1:
+            x = _random_resolution(x, cfg.downscale)
         return (augment(x, training=True) if augment.layers else x), y
 
     fit_ds = (train_ds.unbatch().shuffle(4096, seed=cfg.seed, reshuffle_each_iteration=True)

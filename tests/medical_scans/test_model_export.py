@@ -14,7 +14,7 @@ import suite  # noqa: F401
 import keras
 import tensorflow as tf
 
-from apps.medical_scans import data, evaluation, preprocessing
+from apps.medical_scans import data, evaluation, preprocessing, trainer
 from apps.medical_scans.app import APP
 from apps.medical_scans.config import MedicalConfig
 from apps.medical_scans.features import IMAGE, IMAGE_XF, LABEL
@@ -133,3 +133,23 @@ def test_tflite_float32_and_int8_take_the_decoded_image(exported):
     np.testing.assert_allclose(tflite.run_tflite(paths["float32"], x), expected, atol=1e-4)
     int8 = tflite.run_tflite(paths["int8"], x)
     assert np.abs(int8 - expected).max() < 0.1
+
+
+def test_acquisition_augmentation_blurs_and_lowers_resolution_half_the_time():
+    tf.random.set_seed(0)
+    impulse = np.zeros((2, 33, 33, 1), np.float32)
+    impulse[:, 16, 16, 0] = 1.0
+    blurred = [trainer._random_blur(tf.constant(impulse), 2.0).numpy() for _ in range(40)]
+    changed = [b for b in blurred if not np.allclose(b, impulse, atol=1e-3)]
+    assert 10 <= len(changed) <= 30  # about half the batches (a tiny sigma changes nothing)
+    for b in changed:  # a normalised, symmetric kernel: mass kept, the peak spread out
+        np.testing.assert_allclose(b.sum(axis=(1, 2, 3)), 1.0, rtol=1e-4)
+        assert b.max() < 1.0 and np.allclose(b, b[:, ::-1, ::-1])
+    texture = np.random.default_rng(0).random((2, 32, 32, 1)).astype(np.float32)
+    lowered = [trainer._random_resolution(tf.constant(texture), 3.0).numpy()
+               for _ in range(40)]
+    changed = [x for x in lowered if not np.array_equal(x, texture)]
+    assert 10 <= len(changed) <= 30 and all(x.shape == texture.shape for x in changed)
+    # Down- then up-sampling removes the finest detail: pixel-to-pixel differences shrink.
+    assert all(np.abs(np.diff(x, axis=1)).mean() < np.abs(np.diff(texture, axis=1)).mean()
+               for x in changed)
