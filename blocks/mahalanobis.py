@@ -1,6 +1,6 @@
-"""Gaussians of feature vectors and their squared Mahalanobis distances (numpy to fit, TF to
-score inside a served graph): the defect-images app's anomaly model and the medical-scans
-app's out-of-distribution score use the same fit."""
+"""Gaussians of feature vectors and their squared Mahalanobis distances (numpy): one fit for
+an anomaly model's features and for an out-of-distribution score on a classifier's
+features."""
 
 from __future__ import annotations
 

