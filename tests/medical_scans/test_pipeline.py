@@ -94,11 +94,15 @@ def test_predict_answers_every_readable_file_and_lists_the_bad_ones(run, tmp_pat
     bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     capsys.readouterr()
     base = str(workspace / "serving" / "models" / MODEL)
-    assert cli.main(["predict", "--model", base, files[0], str(bad), files[2]]) == 2
+    from pydicom.data import get_testdata_file
+
+    ct = get_testdata_file("CT_small.dcm")  # a CT slice: refused by its Modality tag
+    assert cli.main(["predict", "--model", base, files[0], str(bad), ct, files[2]]) == 2
     captured = capsys.readouterr()
     answered = [line.split(": ")[0] for line in captured.out.splitlines()[1:]]
     assert answered == [files[0], files[2]]
-    assert str(bad) in captured.err and "1 file(s) could not be read" in captured.err
+    assert str(bad) in captured.err and "2 file(s) could not be read" in captured.err
+    assert f"{ct}: not a radiograph: modality 'CT'" in captured.err
     assert "Traceback" not in captured.err
 
 
