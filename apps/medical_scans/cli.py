@@ -55,20 +55,15 @@ def _load_images(files, config=None):
 def cmd_predict(args) -> int:
     """Classifies image files with a pushed model (a version folder or the model base
     path), or through a model server (--server HOST:PORT). Every readable file is answered;
-    unreadable ones (and DICOM files of a modality or view the model does not take) are
-    listed and the exit status is 2."""
+    unreadable ones (and DICOM files of a modality or view the default data config does not
+    take) are listed and the exit status is 2."""
     cli.check_model_or_server(args)
     from suite.quiet import quiet
 
     quiet()
     from apps.medical_scans.decision import REFER_UNCERTAIN, REFER_UNLIKE
 
-    served = None
-    if args.model:  # DICOM files are checked against the model's own config
-        from apps.medical_scans.explain import ServedScans
-
-        served = ServedScans(args.model)
-    files, images, bad = _load_images(args.files, served and served.app_config.data)
+    files, images, bad = _load_images(args.files)
     if images and args.server:
         from apps.medical_scans.client import MedicalScansClient
 
@@ -78,6 +73,9 @@ def cmd_predict(args) -> int:
             result.labels, result.probabilities, result.thresholds, result.decisions)
         print(f"server: {args.server} (model {args.model_name})")
     elif images:
+        from apps.medical_scans.explain import ServedScans
+
+        served = ServedScans(args.model)
         outputs = served.predict_images(images)
         labels, decisions = outputs["labels"], outputs["decisions"]
         probabilities, thresholds = outputs["probabilities"], outputs["threshold"]
