@@ -99,15 +99,15 @@ def pooled_features(model: keras.Model, dataset: tf.data.Dataset | None) -> np.n
 
 
 def fit_decision(model: keras.Model, train_ds: tf.data.Dataset,
-                 validation_ds: tf.data.Dataset | None, config: MedicalConfig
+                 validation_ds: tf.data.Dataset | None, labels: np.ndarray,
+                 scores: np.ndarray, config: MedicalConfig
                  ) -> tuple[decisions.Decision, dict, dict]:
-    """(decision, rule, calibration) of a trained model, fitted on the validation split:
-    the threshold by ``decision.rule`` (0.5 without validation data of both classes), the
-    refer band around it, the out-of-distribution limit and the probability calibration."""
+    """(decision, rule, calibration) of a trained model, fitted on the validation split
+    (``labels`` and the model's positive ``scores`` there): the threshold by
+    ``decision.rule`` (0.5 without validation data of both classes), the refer band around
+    it, the out-of-distribution limit and the probability calibration."""
     d = config.decision
     rule = {"rule": d.rule, "target": d.target, "margin": d.margin}
-    labels = _labels(validation_ds) if validation_ds is not None else np.zeros(0)
-    scores = positive_scores(model, validation_ds) if len(labels) else np.zeros(0)
     if len(np.unique(labels)) == 2:
         threshold = decision_threshold(labels, scores, d.rule, d.target, d.margin)
     else:
@@ -168,11 +168,14 @@ def train(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | None,
               callbacks=[best, *tensorboard(log_dir)])
     train_seconds = time.perf_counter() - start
     best.restore()
-    decision, rule, calibration = fit_decision(model, train_ds, validation_ds, config)
+    validation_scores = (positive_scores(model, validation_ds) if validation_ds is not None
+                         else np.zeros(0))
+    decision, rule, calibration = fit_decision(model, train_ds, validation_ds,
+                                               validation_labels, validation_scores, config)
     report = {}
     if validation_ds is not None:
-        report = evaluation.binary_report(
-            validation_labels, positive_scores(model, validation_ds), decision.threshold)
+        report = evaluation.binary_report(validation_labels, validation_scores,
+                                          decision.threshold)
     return TrainResult(model=model, threshold=decision.threshold, validation=report,
                        decision=decision, rule=rule, calibration=calibration,
                        history=best.history, best_epoch=best.best_epoch,
