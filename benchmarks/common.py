@@ -46,11 +46,13 @@ def print_variants(report: dict, saved_model_bytes: int | None = None) -> None:
     verdicts = {True: "accepted", False: "REJECTED", None: "-"}
     rows = []
     if saved_model_bytes is not None:
-        rows.append(["SavedModel", "-", f"{saved_model_bytes / 1024:.1f}", "-", "-", "-",
+        rows.append(["SavedModel", report.get("parameters", "-"),
+                     f"{saved_model_bytes / 1024:.1f}", "-", "-", "-",
                      fmt(report.get("reference", {}).get(metric)), "-", "served"])
     for name, r in report["variants"].items():
         gzipped = r.get("size_gzip_bytes")
-        rows.append([name, report.get("parameters", "-"), f"{r['size_bytes'] / 1024:.1f}",
+        rows.append([name, r.get("parameters", report.get("parameters", "-")),
+                     f"{r['size_bytes'] / 1024:.1f}",
                      fmt(gzipped and gzipped / 1024, 1), fmt(r.get("latency_ms_p50"), 3),
                      fmt(r.get("latency_ms_p99"), 3), fmt(r.get(metric)),
                      ", ".join(f"{m} {d:+.4f}" for m, d in r.get("drop", {}).items()) or "-",
@@ -64,6 +66,10 @@ def print_variants(report: dict, saved_model_bytes: int | None = None) -> None:
             print(f"  {name} rejected: {r['rejected']}")
     for note in report.get("notes", []):
         print(f"  note: {note}")
+    if report.get("student"):
+        from serving.distill import describe
+
+        print(f"  student: {describe(report['student'])}")
     if report.get("front_end"):
         print(f"  front end the device computes: {report['front_end']['computes']}")
     mcu = report.get("mcu") or {}

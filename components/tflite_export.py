@@ -39,6 +39,9 @@ from suite.config import EdgeConfig, from_dict
 
 REPORT = "report.json"
 PRUNED = "pruned_int8"  # the magnitude-pruned int8 variant (edge.prune_sparsity > 0)
+STUDENT = "student"  # the distilled student's variants: student_float32, student_int8
+EVAL_EXAMPLES = 500  # held-out examples every variant is checked on
+REPRESENTATIVE_EXAMPLES = 200  # training examples that calibrate int8
 ALL_VARIANTS = "all variants"  # the key under ``skipped`` when the model converts to none
 
 
@@ -81,6 +84,8 @@ def export_edge_models(
     edge: "EdgeConfig | None" = None,
     head_from: str = "",
     front_end_text: str = "",
+    student: str = "",
+    representative_examples: int = REPRESENTATIVE_EXAMPLES,
 ) -> dict:
     """Converts and checks the pushed model; writes ``edge_dir`` atomically; returns the report.
 
@@ -90,7 +95,11 @@ def export_edge_models(
     defaults of ``suite.config.EdgeConfig``). With ``head_from`` the files hold the model
     from that layer on (``serving.export.split_front_end``); the front end before it runs in
     float here to make their inputs, and the report's ``front_end`` entry describes it
-    (``front_end_text``: the app's description of what the device computes).
+    (``front_end_text``: the app's description of what the device computes). With
+    ``edge.distill``, the app's ``student`` (``module:function``, ``serving.distill``) is
+    trained from the served outputs and the labels of ``train_examples`` and converted to
+    float32 and int8 beside the teacher's variants; ``representative_examples`` of them
+    calibrate int8.
     """
     import numpy as np
     import tensorflow as tf
@@ -109,7 +118,9 @@ def export_edge_models(
 
     keras_model = load_keras_model(pushed_dir)
     input_dtype = np.dtype(keras_model.inputs[0].dtype)  # float32, or int32 for ids
-    x_train = transformed(train_examples)[model_input_key].astype(input_dtype)
+    train_features = transformed(train_examples)
+    x_train = train_features[model_input_key].astype(input_dtype)
+    y_train = train_features.get(label_key)
     eval_features = transformed(eval_examples)
     x_eval = eval_features[model_input_key].astype(input_dtype)
     labels = eval_features.get(label_key)
@@ -132,7 +143,8 @@ def export_edge_models(
         export_core_model(keras_model, core_dir)
         edge = edge or EdgeConfig()
         try:
-            paths, skipped = tflite.convert_variants(core_dir, staging, x_train,
+            paths, skipped = tflite.convert_variants(core_dir, staging,
+                                                     x_train[:representative_examples],
                                                      optional=optional_variants)
         except tflite.ConversionError as e:
             # The model is pushed and serves; only its edge files cannot be made: recorded
@@ -141,6 +153,10 @@ def export_edge_models(
         shutil.rmtree(core_dir)
         if edge.prune_sparsity > 0 and paths:
             _add_pruned(keras_model, x_train, edge, staging, paths, skipped)
+        distilled = {}
+        if edge.distill and paths:
+            distilled = _add_student(keras_model, student, x_train, y_train, edge, staging,
+                                     paths, skipped, representative_examples)
         report = (tflite.evaluate(paths, x_eval, reference, labels, top_k=top_k or None)
                   if paths else {"variants": {}, "n_examples": len(x_eval)})
         if PRUNED in report["variants"]:
@@ -149,6 +165,10 @@ def export_edge_models(
                                  "epochs": edge.prune_epochs,
                                  "finetune_examples": min(len(x_train),
                                                           edge.finetune_examples)}
+        if distilled:
+            report[STUDENT] = distilled
+            for name in distilled["variants"]:
+                report["variants"][name]["parameters"] = distilled["parameters"]
         tflite.gate(report, gate_limits(edge), edge.max_latency_ratio)
         report["mcu"] = _mcu_entry(paths.get("int8"), x_eval, edge.mcu_max_kib)
         for variant in report["variants"].values():  # where the files are once in place
@@ -214,6 +234,51 @@ def _add_pruned(model, x_train, edge: EdgeConfig, staging: str, paths: dict,
     shutil.rmtree(folder)
 
 
+def _add_student(teacher, student: str, x_train, y_train, edge: EdgeConfig, staging: str,
+                 paths: dict, skipped: dict, representative_examples: int) -> dict:
+    """Trains the app's ``student`` (``module:function``) from ``teacher`` and the labels,
+    and converts it to ``student_float32`` and ``student_int8`` (into ``paths``, or the
+    reason into ``skipped``); returns the report's ``student`` entry (empty when the app
+    has no student)."""
+    from serving import distill, tflite
+    from serving.export import export_core_model
+
+    if not student:
+        skipped[STUDENT] = "this app (or mode) declares no student model"
+        return {}
+    x, labels = x_train[:edge.distill_examples], y_train
+    if labels is not None:
+        labels = labels[:edge.distill_examples]
+    model = distill.student_builder(student)(teacher)
+    training = distill.distill(model, teacher, x, labels, alpha=edge.distill_alpha,
+                               temperature=edge.distill_temperature, mixup=edge.distill_mixup,
+                               epochs=edge.distill_epochs)
+    folder = os.path.join(staging, STUDENT)
+    core = export_core_model(model, os.path.join(folder, "core_model"))
+    try:
+        converted, failed = tflite.convert_variants(core, folder, x[:representative_examples],
+                                                    variants=["float32", "int8"],
+                                                    optional=["int8"])
+    except tflite.ConversionError as e:
+        converted, failed = {}, {"float32": str(e)}
+    names = []
+    for variant in ("float32", "int8"):
+        name = f"{STUDENT}_{variant}"
+        if variant in converted:
+            paths[name] = os.path.join(staging, f"{name}.tflite")
+            os.rename(converted[variant], paths[name])
+            names.append(name)
+        else:
+            skipped[name] = failed.get(variant, "did not convert")
+    shutil.rmtree(folder)
+    return {"model": model.name, "parameters": int(model.count_params()),
+            "teacher_parameters": int(teacher.count_params()),
+            "parameter_ratio": model.count_params() / max(1, teacher.count_params()),
+            "alpha": edge.distill_alpha if labels is not None else 1.0,
+            "temperature": edge.distill_temperature, "max_epochs": edge.distill_epochs,
+            **training, "variants": names}
+
+
 def _split(model, head_from: str, x_train, x_eval):
     """``(front_end, head, x_train, x_eval)``: the model split before ``head_from`` and the
     examples through its front end; raises when the two do not compose to the model."""
@@ -249,6 +314,13 @@ def _mcu_entry(int8_path: "str | None", x_eval, mcu_max_kib: float) -> dict:
             **mcu.check(int8_path, x_eval, tflite.run_tflite(int8_path, x_eval))}
 
 
+def train_examples_needed(edge: EdgeConfig, representative: int) -> int:
+    """How many training examples the edge export reads: those that calibrate int8, and
+    those pruning fine-tunes on or a student learns from."""
+    return max(representative, edge.finetune_examples if edge.prune_sparsity else 0,
+               edge.distill_examples if edge.distill else 0)
+
+
 def gate_limits(edge: "EdgeConfig | None" = None) -> dict[str, float]:
     """The gate's limits (metric -> largest allowed drop) from an app config's ``edge`` part
     (None: the defaults)."""
@@ -268,14 +340,15 @@ def TFLiteExport(  # noqa: N802 (TFX component names are classes)
     label_key: Parameter[str],
     model_input_key: Parameter[str],
     code_version: Parameter[str],
-    max_eval_examples: Parameter[int] = 500,
-    max_representative_examples: Parameter[int] = 200,
+    max_eval_examples: Parameter[int] = EVAL_EXAMPLES,
+    max_representative_examples: Parameter[int] = REPRESENTATIVE_EXAMPLES,
     top_k: Parameter[int] = 0,
     optional_variants: Parameter[str] = "",
     vocabularies: Parameter[str] = "",
     edge: Parameter[str] = "",
     head_from: Parameter[str] = "",
     front_end: Parameter[str] = "",
+    student: Parameter[str] = "",
 ) -> None:
     """TFX component: TFLite variants of the pushed model version (nothing when not pushed);
     ``edge`` is the app config's ``edge`` part as JSON (empty: the defaults)."""
@@ -292,16 +365,16 @@ def TFLiteExport(  # noqa: N802 (TFX component names are classes)
         export_edge_models(
             pushed_dir, edge_dir,
             train_examples=read_serialized(split_files(examples.uri, "train"),
-                                            max(max_representative_examples,
-                                                edge_config.finetune_examples
-                                                if edge_config.prune_sparsity else 0)),
+                                            train_examples_needed(edge_config,
+                                                                  max_representative_examples)),
             eval_examples=read_serialized(split_files(examples.uri, "eval"), max_eval_examples),
             transform_output_dir=transform_graph.uri,
             label_key=label_key, model_input_key=model_input_key, top_k=top_k,
             optional_variants=tuple(v for v in optional_variants.split(",") if v),
             vocabularies=tuple(v for v in vocabularies.split(",") if v),
             edge=edge_config,
-            head_from=head_from, front_end_text=front_end)
+            head_from=head_from, front_end_text=front_end, student=student,
+            representative_examples=max_representative_examples)
     shutil.copy(report_path, os.path.join(edge_models.uri, REPORT))
     metric = "recall_at_k" if top_k else "accuracy"
     with open(report_path) as f:

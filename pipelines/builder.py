@@ -40,6 +40,15 @@ class TFLiteSpec:
     # DSP library (a spectrum has a dynamic range no int8 tensor holds). "": the whole model.
     head_from: str = ""
     front_end: str = ""  # what the device computes before head_from, for the edge report
+    # "module:function" building the app's small student model from the model the files
+    # carry (same input and output), for edge.distill (serving.distill); "": none.
+    student: str = ""
+
+    def export_arguments(self) -> dict:
+        """These fields as ``components.tflite_export.export_edge_models`` arguments."""
+        return {"top_k": self.top_k, "optional_variants": self.optional_variants,
+                "vocabularies": self.vocabularies, "head_from": self.head_from,
+                "front_end_text": self.front_end, "student": self.student}
 
 
 @dataclass(frozen=True)
@@ -145,8 +154,11 @@ def create_pipeline(
     beam_pipeline_args: Sequence[str] = (),
     enable_cache: bool = True,
     with_metadata: bool = True,
+    data_only: bool = False,
 ):
-    """Returns the TFX pipeline of ``app`` for ``config``."""
+    """Returns the TFX pipeline of ``app`` for ``config``; with ``data_only``, its data steps
+    alone (ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform), e.g.
+    to time them on each Beam engine (benchmarks/beam_engines.py)."""
     from tfx.components import (
         Evaluator, ExampleValidator, ImportExampleGen, Pusher, SchemaGen, StatisticsGen,
         Trainer, Transform)
@@ -193,6 +205,22 @@ def create_pipeline(
         preprocessing_fn=dotted_path(app.preprocessing_fn),
         materialize=False,
         custom_config=custom_config)
+
+    def assemble(components):
+        return pipeline.Pipeline(
+            pipeline_name=app.name,
+            pipeline_root=paths.pipeline_root,
+            components=[*components, *extra_components],
+            enable_cache=enable_cache,
+            metadata_connection_config=(
+                metadata.sqlite_metadata_connection_config(paths.metadata_path)
+                if with_metadata else None),
+            beam_pipeline_args=list(beam_pipeline_args),
+        )
+
+    data_steps = [example_gen, statistics_gen, schema_gen, example_validator, transform]
+    if data_only:
+        return assemble(data_steps)
     trainer = Trainer(
         run_fn=dotted_path(shared_trainer.run_fn),
         examples=example_gen.outputs["examples"],
@@ -238,6 +266,7 @@ def create_pipeline(
         vocabularies=",".join(app.tflite.vocabularies),
         head_from=app.tflite.head_from,
         front_end=app.tflite.front_end,
+        student=app.tflite.student,
         edge=json.dumps(to_dict(config.edge)),
         code_version=custom_config["code_version"])
 
@@ -261,16 +290,5 @@ def create_pipeline(
         head_from=app.tflite.head_from,
         examples_dir=paths.examples_dir).with_id("RunReport")
 
-    components = [example_gen, statistics_gen, schema_gen, example_validator, transform,
-                  trainer, baseline, evaluator, serving_validator, pusher, tflite, report,
-                  *extra_components]
-    return pipeline.Pipeline(
-        pipeline_name=app.name,
-        pipeline_root=paths.pipeline_root,
-        components=components,
-        enable_cache=enable_cache,
-        metadata_connection_config=(
-            metadata.sqlite_metadata_connection_config(paths.metadata_path)
-            if with_metadata else None),
-        beam_pipeline_args=list(beam_pipeline_args),
-    )
+    return assemble([*data_steps, trainer, baseline, evaluator, serving_validator, pusher,
+                     tflite, report])

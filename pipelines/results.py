@@ -19,6 +19,8 @@ class RunSummary:
     edge_dir: str | None = None
     evaluation_uri: str | None = None
     model_uri: str | None = None
+    examples_uri: str | None = None  # ExampleGen's output (the raw examples)
+    transform_graph_uri: str | None = None
     # The Model artifact's training energy properties (components.trainer_executor).
     training_energy: dict = field(default_factory=dict)
     report_path: str | None = None  # the run report (components.run_report)
@@ -69,9 +71,10 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
 
     summary = RunSummary(run_id=run.name, states=states)
     events = store.get_events_by_execution_ids(list(run_executions))
-    outputs = [e.artifact_id for e in events
-               if e.type in (metadata_store_pb2.Event.OUTPUT,
-                             metadata_store_pb2.Event.DECLARED_OUTPUT)]
+    producer = {e.artifact_id: node_of.get(e.execution_id, "") for e in events
+                if e.type in (metadata_store_pb2.Event.OUTPUT,
+                              metadata_store_pb2.Event.DECLARED_OUTPUT)}
+    outputs = list(producer)
     types = {t.id: t.name for t in store.get_artifact_types()}
     for artifact in store.get_artifacts_by_id(outputs):
         kind = types.get(artifact.type_id)
@@ -89,6 +92,10 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
             summary.report_path = props["report_path"].string_value
             if "pushed_report" in props:
                 summary.pushed_report = props["pushed_report"].string_value
+        elif kind == "Examples" and producer.get(artifact.id, "").endswith("ExampleGen"):
+            summary.examples_uri = artifact.uri
+        elif kind == "TransformGraph":
+            summary.transform_graph_uri = artifact.uri
         elif kind == "ModelEvaluation":
             summary.evaluation_uri = artifact.uri
         elif kind == "Model":

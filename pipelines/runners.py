@@ -1,5 +1,6 @@
 """Runners: the same pipeline on the local machine, its data steps on a Beam engine (local,
-multi-processing, Dataflow, Flink or Spark), or compiled for Kubeflow Pipelines / Vertex AI."""
+multi-processing, a dask.distributed cluster, Dataflow, Flink or Spark), or compiled for
+Kubeflow Pipelines / Vertex AI."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from dataclasses import dataclass
 
 import suite  # noqa: F401  (Keras policy before TensorFlow; Beam workers inherit it)
 
-RUNNERS = ("local", "beam", "dataflow", "flink", "spark")
+RUNNERS = ("local", "beam", "dask", "dataflow", "flink", "spark")
+# The suite's own Beam runner on dask.distributed (Beam 2.61's DaskRunner runs no TFX step).
+DASK_RUNNER = "pipelines.dask_engine.DaskEngine"
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,7 @@ class EngineOptions:
     worker_image: str = ""  # dataflow: sdk_container_image; flink/spark: the DOCKER image
     job_endpoint: str = ""  # flink/spark: the portable job server, HOST:PORT
     environment_type: str = "DOCKER"  # flink/spark: DOCKER, PROCESS, EXTERNAL or LOOPBACK
+    dask_address: str = ""  # dask: a running scheduler, HOST:PORT; "": a local cluster
     extra: tuple[str, ...] = ()  # --beam-arg: passed through last, as given
 
 
@@ -35,13 +39,22 @@ def beam_args(runner: str, workers: int = 0,
               options: EngineOptions = EngineOptions()) -> list[str]:
     """The Beam options every Beam-based component (ExampleGen, StatisticsGen, Transform,
     Evaluator) gets: in-process by default (fastest on small data and few cores);
-    multi-processing workers with ``beam``; Dataflow; or a Flink or Spark cluster through
-    its portable job server. ``options.extra`` is appended as given."""
+    multi-processing workers with ``beam``; a dask.distributed cluster with ``dask`` (the
+    scheduler at ``options.dask_address``, or a local cluster of ``workers`` processes the
+    run starts); Dataflow; or a Flink or Spark cluster through its portable job server.
+    ``workers`` (``beam`` and a local ``dask`` cluster) defaults to one per CPU.
+    ``options.extra`` is appended as given."""
     if runner == "local":
         args = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
     elif runner == "beam":
         args = ["--direct_running_mode=multi_processing",
                 f"--direct_num_workers={workers or os.cpu_count() or 1}"]
+    elif runner == "dask":
+        args = [f"--runner={DASK_RUNNER}"]
+        if options.dask_address:
+            args.append(f"--dask_client_address={options.dask_address}")
+        else:
+            args.append(f"--dask_local_workers={workers or os.cpu_count() or 1}")
     elif runner == "dataflow":
         _require(runner, options, "project", "region", "temp_location")
         args = ["--runner=DataflowRunner", f"--project={options.project}",
@@ -63,6 +76,8 @@ def run_local(pipeline) -> None:
     """Runs the pipeline with LocalDagRunner (SQLite MLMD from the pipeline's config)."""
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
+    if f"--runner={DASK_RUNNER}" in (pipeline.beam_pipeline_args or ()):
+        import pipelines.dask_engine  # noqa: F401  (its --dask_* options, known to Beam)
     LocalDagRunner().run(pipeline)
 
 

@@ -90,13 +90,18 @@ def run_fn(fn_args) -> None:
     """TFX Trainer entry point of every app."""
     import tensorflow_transform as tft  # noqa: PLC0415
 
+    from suite import distribute  # noqa: PLC0415
+
     custom = fn_args.custom_config or {}
     config = config_from_custom(import_dotted(custom["config_class"]), custom)
+    # A multi-worker strategy must exist before TensorFlow runs an op; each worker other
+    # than the chief exports to a folder of its own (nobody reads it).
+    distribute.plan(config.train)
     inputs = TrainerInputs(
         train_files=examples_io.expand_files(fn_args.train_files),
         eval_files=examples_io.expand_files(fn_args.eval_files),
         transform_output=tft.TFTransformOutput(fn_args.transform_output),
         log_dir=os.path.join(fn_args.model_run_dir, "logs"))
     os.makedirs(fn_args.model_run_dir, exist_ok=True)  # the ModelRun artifact's folder
-    train_and_export(import_dotted(custom["fit"]), config, inputs, fn_args.serving_model_dir,
-                     app=custom["app"])
+    train_and_export(import_dotted(custom["fit"]), config, inputs,
+                     distribute.task_output_dir(fn_args.serving_model_dir), app=custom["app"])

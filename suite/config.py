@@ -30,6 +30,29 @@ class TrainBase:
     batch_size: int = 32
     learning_rate: float = 1e-3
     seed: int = 0
+    # Devices and workers (suite.distribute): the tf.distribute strategy ("auto",
+    # "default", "mirrored", "multi_worker", "tpu"); the dtype policy ("off", "auto":
+    # mixed_float16 on GPUs and mixed_bfloat16 on a TPU, or a policy name); XLA (null: Keras
+    # decides); the batch size per replica instead of per step, and the learning rate
+    # times the replicas.
+    distribute: str = "auto"
+    mixed_precision: str = "off"
+    jit_compile: bool | None = None
+    scale_batch_with_replicas: bool = False
+    scale_lr_with_replicas: bool = False
+
+    DISTRIBUTE: ClassVar[tuple[str, ...]] = ("auto", "default", "mirrored", "multi_worker",
+                                             "tpu")
+    MIXED_PRECISION: ClassVar[tuple[str, ...]] = ("off", "auto", "float32", "mixed_float16",
+                                                  "mixed_bfloat16")
+
+    def __post_init__(self):
+        # Checked when the config is made (a preset, --set, a custom_config), naming the field.
+        for name, choices in (("distribute", self.DISTRIBUTE),
+                              ("mixed_precision", self.MIXED_PRECISION)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"train.{name}: expected one of {list(choices)}, got "
+                                 f"{getattr(self, name)!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +79,17 @@ class EdgeConfig:
     prune_sparsity: float = 0.0
     prune_epochs: int = 4
     finetune_examples: int = 2000
+    # True: also a student ("student_float32", "student_int8"): the app's small model
+    # (TFLiteSpec.student) trained from the served model's outputs at distill_temperature
+    # (weight distill_alpha) and the labels (weight 1 - distill_alpha) on inputs mixed
+    # pairwise with Beta(distill_mixup) weights (0: unmixed), for at most distill_epochs on
+    # up to distill_examples training examples (serving.distill).
+    distill: bool = False
+    distill_alpha: float = 0.5
+    distill_temperature: float = 2.0
+    distill_mixup: float = 0.4
+    distill_epochs: int = 60
+    distill_examples: int = 20000
 
 
 @dataclasses.dataclass(frozen=True)

@@ -159,23 +159,22 @@ def _assert_same(got: np.ndarray, expected: np.ndarray, name: str) -> None:
         np.testing.assert_array_equal(got, expected, err_msg=name)
 
 
-def check_tflite(app, config, prepared: Prepared, model_dir: str, edge_dir: Path) -> dict:
-    """Converts the exported model's Keras core to the TFLite variants and checks the
-    float32 file against the served model; returns the report."""
+def check_tflite(app, config, prepared: Prepared, model_dir: str, edge_dir: Path, *,
+                 train_examples: int = 64) -> dict:
+    """Converts the exported model's Keras core to the TFLite variants (int8 calibrated on,
+    a student or a pruned copy trained on, the first ``train_examples`` training examples)
+    and checks the float32 file against the served model; returns the report."""
     from components.tflite_export import export_edge_models
 
     spec = app.spec(config)
     report = export_edge_models(
         model_dir, str(edge_dir),
-        train_examples=examples_io.first_examples(prepared.files("train"), 64),
+        train_examples=examples_io.first_examples(prepared.files("train"), train_examples),
         eval_examples=examples_io.first_examples(prepared.files("eval"), 32),
         transform_output_dir=os.path.dirname(
             prepared.inputs.transform_output.transform_savedmodel_dir.rstrip("/")),
         label_key=spec.label_key, model_input_key=spec.model_input_key,
-        top_k=spec.tflite.top_k, optional_variants=spec.tflite.optional_variants,
-        vocabularies=spec.tflite.vocabularies, head_from=spec.tflite.head_from,
-        front_end_text=spec.tflite.front_end,
-        edge=config.edge)
+        edge=config.edge, **spec.tflite.export_arguments())
     float32 = report["variants"]["float32"]
     assert float32["agreement"] >= _FLOAT32_AGREEMENT[bool(spec.tflite.top_k)], float32
     check_published(report, str(edge_dir))

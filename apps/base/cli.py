@@ -164,9 +164,16 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--runner", default="local", choices=RUNNERS,
                         help="the Beam engine of the data steps: local (one process, the "
-                             "default), beam (multi-processing workers), dataflow, flink or "
-                             "spark (a portable job server)")
+                             "default), beam (multi-processing workers), dask (a "
+                             "dask.distributed cluster), dataflow, flink or spark (a portable "
+                             "job server)")
     group = parser.add_argument_group("Beam engine options")
+    group.add_argument("--beam-workers", type=int, default=0, metavar="N",
+                       help="beam: worker processes; dask: processes of the local cluster "
+                            "(default: one per CPU)")
+    group.add_argument("--beam-dask-address", default="", metavar="HOST:PORT",
+                       help="dask: a running scheduler (default: a local cluster the run "
+                            "starts and stops)")
     group.add_argument("--beam-project", default="", help="dataflow: Google Cloud project")
     group.add_argument("--beam-region", default="", help="dataflow: region")
     group.add_argument("--beam-temp-location", default="", metavar="GS_URI",
@@ -186,11 +193,11 @@ def engine_args(args: argparse.Namespace) -> list[str]:
     """The Beam pipeline options of --runner and the --beam-* options."""
     from pipelines.runners import EngineOptions, beam_args
 
-    return beam_args(args.runner, options=EngineOptions(
+    return beam_args(args.runner, args.beam_workers, options=EngineOptions(
         project=args.beam_project, region=args.beam_region,
         temp_location=args.beam_temp_location, worker_image=args.beam_worker_image,
         job_endpoint=args.beam_job_endpoint, environment_type=args.beam_environment_type,
-        extra=tuple(args.beam_arg)))
+        dask_address=args.beam_dask_address, extra=tuple(args.beam_arg)))
 
 
 def cmd_run(app: App, args: argparse.Namespace) -> int:
@@ -308,7 +315,7 @@ def edge_lines(report: dict) -> list[str]:
 
     for variant, r in report["variants"].items():
         verdict = "accepted" if r["accepted"] else f"REJECTED, not published: {r['rejected']}"
-        lines.append(f"  {variant:<14} {r['size_bytes'] / 1024:8.1f} KiB "
+        lines.append(f"  {variant:<15} {r['size_bytes'] / 1024:8.1f} KiB "
                      f"({r['size_gzip_bytes'] / 1024:.1f} gzipped)  "
                      f"{r['latency_ms_p50']:7.3f} ms p50 {r['latency_ms_p99']:7.3f} ms p99"
                      + (f"  sparsity {r['sparsity']:.2f}" if "sparsity" in r else "")
@@ -316,6 +323,10 @@ def edge_lines(report: dict) -> list[str]:
                      + f"  {agreement} {r['agreement']:.4f}  {verdict}")
     for variant, reason in report.get("skipped", {}).items():
         lines.append(f"  {variant:<14} skipped: {reason[:200]}")
+    if report.get("student"):
+        from serving.distill import describe
+
+        lines.append(f"  student: {describe(report['student'])}")
     for note in report.get("notes", []):
         lines.append(f"  note: {note}")
     front_end = report.get("front_end")
@@ -340,6 +351,66 @@ def edge_lines(report: dict) -> list[str]:
     for name, file in report.get("vocabularies", {}).items():
         lines.append(f"  vocabulary {name}: {file} (line j = output j = input id j + 1)")
     return lines
+
+
+def cmd_distill(app: App, args: argparse.Namespace) -> int:
+    """Trains the app's small student model from the model the workspace's last run pushed
+    (its outputs on the training examples, plus the labels), converts it to float32 and int8
+    TFLite files, gates them against the served model on the same held-out examples as the
+    other variants, and writes that version's edge folder again with them. The same as a run
+    with --set edge.distill=true, for a model already pushed; --set edge.distill_... changes
+    how the student is trained."""
+    from suite.quiet import quiet
+
+    quiet()
+    app_ws = os.path.join(os.path.abspath(args.workspace), app.name)
+    config_path = os.path.join(app_ws, "config.json")
+    if not os.path.exists(config_path):
+        raise ArgumentError(f"--workspace {args.workspace}: no {app.command} run there "
+                            f"({config_path} is missing); run `{app.command} run` first")
+    from suite.config import from_dict
+    from suite.locks import exclusive
+
+    with open(config_path) as f:
+        saved = json.load(f)
+    config = from_dict(app.config_class, saved["config"], "config")
+    config = apply_overrides(config, {"edge.distill": True}, args.set).check()
+    with exclusive(app_ws, say):
+        return _distill(app, config, saved["paths"])
+
+
+def _distill(app: App, config: Any, paths: dict) -> int:
+    """``cmd_distill`` once the app's workspace folder is this command's alone."""
+    from components.tflite_export import (EVAL_EXAMPLES, REPRESENTATIVE_EXAMPLES,
+                                          export_edge_models, read_serialized, split_files,
+                                          train_examples_needed)
+    from pipelines.results import latest_run
+
+    spec = app.spec(config)
+    summary = latest_run(paths["metadata_path"], spec.name)
+    if not (summary.pushed and summary.examples_uri and summary.transform_graph_uri):
+        raise ArgumentError(f"{paths['metadata_path']}: the last run of {spec.name} pushed no "
+                            "model; run until a model is blessed and pushed")
+    # Where the pipeline's TFLite step writes (also when that step failed).
+    edge_dir = os.path.join(paths["edge_base"], spec.model_name(config),
+                            summary.pushed_version)
+    if not spec.tflite.student:
+        raise ArgumentError(f"{app.command}: this app (or mode) declares no student model")
+    say(f"distilling {summary.pushed_destination} into {spec.tflite.student}")
+    report = export_edge_models(
+        summary.pushed_destination, edge_dir,
+        train_examples=read_serialized(split_files(summary.examples_uri, "train"),
+                                       train_examples_needed(config.edge,
+                                                             REPRESENTATIVE_EXAMPLES)),
+        eval_examples=read_serialized(split_files(summary.examples_uri, "eval"),
+                                      EVAL_EXAMPLES),
+        transform_output_dir=summary.transform_graph_uri, label_key=spec.label_key,
+        model_input_key=spec.model_input_key, edge=config.edge,
+        **spec.tflite.export_arguments())
+    print(f"TFLite models:    {edge_dir}")
+    for line in edge_lines(report):
+        print(line)
+    return 0
 
 
 # -- generate and compile --------------------------------------------------------------------
@@ -517,6 +588,13 @@ def build_parser(app: App, description: str, examples: str,
     add_config_arguments(run, app)
     add_run_arguments(run, app.name)
     run.set_defaults(func=lambda args: cmd_run(app, args))
+
+    distill = sub.add_parser("distill", help="train a small student of the pushed model "
+                                             "for the edge", description=cmd_distill.__doc__)
+    distill.add_argument("--workspace", default="workspace", metavar="DIR",
+                         help="the workspace of an earlier run (default: ./workspace)")
+    add_set_argument(distill)
+    distill.set_defaults(func=lambda args: cmd_distill(app, args))
 
     if commands is not None:
         commands(sub)

@@ -108,7 +108,8 @@ class Clickstreams(App):
         return self.pipeline_spec(
             eval_config=eval_config, label_key=LABEL, model_input_key=ITEM_IDS,
             tflite=TFLiteSpec(top_k=ranking.TOP_K, optional_variants=("int8",),
-                              vocabularies=(VOCABULARY,)),
+                              vocabularies=(VOCABULARY,),
+                              student="apps.clickstreams.model:student"),
             report=ReportSpec(
                 explain="item_influence",
                 statistics=(("mrr_at_20", ranking.mrr_at_20),

@@ -13,13 +13,15 @@ are used, so the saved ``.keras`` file loads without this module.
 
 from __future__ import annotations
 
+import dataclasses
+
 import suite  # noqa: F401  (Keras policy before TensorFlow)
 import keras
 import keras_hub
 import numpy as np
 from keras import layers, ops
 
-from apps.clickstreams.config import MODEL_KINDS, ClickstreamConfig
+from apps.clickstreams.config import MODEL_KINDS, ClickstreamConfig, ModelConfig
 from apps.clickstreams.features import ITEM_IDS
 
 EMBEDDING = "item_embedding"
@@ -92,3 +94,21 @@ def sequence_states(model: keras.Model) -> keras.Model:
 def item_embeddings(model: keras.Model):
     """The shared item embedding table ``[V + 2, dim]`` (row j + 1 = vocabulary index j)."""
     return model.get_layer(EMBEDDING).embeddings
+
+
+def student(teacher: keras.Model) -> keras.Model:
+    """The distillation student (serving.distill) of a ranker ``teacher`` (history ids in,
+    scores over the vocabulary out): SASRec with an eighth of the embedding width (at least
+    8), one block with one head, and the teacher's popularity prior for empty histories.
+    The item embeddings hold nearly all of a ranker's weights, so the width is what makes
+    it small; one block still attends over the whole history."""
+    embedding = teacher.get_layer(EMBEDDING)
+    dim = max(8, embedding.output_dim // 8)
+    config = ClickstreamConfig()
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, max_history=teacher.inputs[0].shape[1]),
+        model=ModelConfig(kind="sasrec", embedding_dim=dim, num_blocks=1, num_heads=1,
+                          intermediate_dim=2 * dim, dropout=0.1))
+    model = build_model(config, embedding.input_dim - 2)
+    model.get_layer(POPULARITY).set_weights(teacher.get_layer(POPULARITY).get_weights())
+    return keras.Model(model.inputs, model.outputs, name="clickstreams_student")

@@ -25,7 +25,7 @@ from apps.clickstreams.model import (
     build_model, item_embeddings, sequence_states, set_popularity)
 from pipelines.trainer import Trained, TrainerInputs
 from serving.export import ExportSpec, Postprocess
-from suite.distribute import strategy as pick_strategy
+from suite import distribute
 from suite.examples_io import raw_dataset
 from suite.training import tensorboard
 
@@ -118,29 +118,37 @@ def train(train_data: tuple[np.ndarray, np.ndarray],
     """Builds and fits the configured model on (item_ids, label) arrays; returns the scoring
     model, its empty-history popularity set from the train labels."""
     cfg = config.check().train
+    plan = distribute.plan(cfg)
+    if cfg.jit_compile and cfg.loss == "sampled":
+        raise ValueError("train.jit_compile: the sampled softmax has no XLA kernel; use "
+                         "train.loss \"full\" or leave jit_compile null")
     keras.utils.set_random_seed(cfg.seed)
     ids, labels = train_data
-    train_ds = (tf.data.Dataset.from_tensor_slices((ids, position_targets(ids, labels, n_items)))
-                .shuffle(len(labels), seed=cfg.seed, reshuffle_each_iteration=True)
-                .batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE))
+    train_ds = plan.full_batches(
+        tf.data.Dataset.from_tensor_slices((ids, position_targets(ids, labels, n_items)))
+        .shuffle(len(labels), seed=cfg.seed, reshuffle_each_iteration=True)
+        .batch(plan.batch_size), len(labels)).prefetch(tf.data.AUTOTUNE)
     eval_ds = None
     if eval_data is not None:
         eval_ds = tf.data.Dataset.from_tensor_slices(
-            (eval_data[0], position_targets(*eval_data, n_items))).batch(cfg.batch_size)
-    with pick_strategy().scope():
+            (eval_data[0], position_targets(*eval_data, n_items))).batch(plan.batch_size)
+    with plan.scope():
         model = build_model(config, n_items)
         set_popularity(model, np.bincount(labels, minlength=n_items))
         fitted = sequence_states(model)
-        # jit_compile off: the candidate sampler has no XLA kernel.
-        fitted.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), jit_compile=False,
-                       loss=positions_loss(model, n_items, cfg.loss, cfg.num_sampled))
+        # XLA only when asked for (the candidate sampler has no XLA kernel).
+        plan.compile(fitted, float32=(model,), jit_compile=bool(cfg.jit_compile),
+                     optimizer=keras.optimizers.Adam(plan.learning_rate),
+                     loss=positions_loss(model, n_items, cfg.loss, cfg.num_sampled))
     fitted.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, verbose=verbose,
                callbacks=tensorboard(log_dir))
     return model
 
 
 def fit(inputs: TrainerInputs, config: ClickstreamConfig) -> Trained:
-    """The pipeline's hook: transformed train / eval arrays -> train() -> the top-k ranker."""
+    """The pipeline's hook: transformed train / eval arrays -> train() -> the top-k ranker.
+    The plan comes first: a multi-worker strategy must exist before TensorFlow runs an op."""
+    distribute.plan(config.train)
     tft_output = inputs.transform_output
     model = train(transformed_arrays(inputs.train_files, tft_output),
                   transformed_arrays(inputs.eval_files, tft_output), config,

@@ -141,7 +141,7 @@ class DefectImages(App):
 
     def spec(self, config: DefectConfig):
         from apps.defect_images.pipeline import eval_config
-        from pipelines.builder import ReportSpec
+        from pipelines.builder import ReportSpec, TFLiteSpec
         from suite.metrics import accuracy, roc_auc, sensitivity
 
         anomaly = config.mode == "anomaly"
@@ -149,6 +149,8 @@ class DefectImages(App):
             name=f"{self.command}-anomaly" if anomaly else self.command,
             eval_config=eval_config, label_key=IS_DEFECT if anomaly else LABEL,
             model_input_key=IMAGE_XF, splits=SPLITS, trainer_eval_split="validation",
+            tflite=TFLiteSpec(student="" if anomaly else
+                              "blocks.vision.backbones:compact_student"),
             report=ReportSpec(
                 explain="" if anomaly else "grad_cam",
                 statistics=((("auc", roc_auc), ("recall", sensitivity)) if anomaly else

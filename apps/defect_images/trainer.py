@@ -43,7 +43,7 @@ from apps.defect_images.features import (
 from pipelines.trainer import Trained, TrainerInputs
 from blocks.mahalanobis import Gaussian, gaussian, gaussian_from_moments
 from serving.export import ExportSpec
-from suite.distribute import strategy as pick_strategy
+from suite import distribute
 from suite.training import KeepBest, class_weights, tensorboard
 from suite.progress import say
 from suite.metrics import decision_threshold, roc_auc
@@ -114,9 +114,10 @@ def augment_image(image: tf.Tensor, cfg: TrainConfig) -> tf.Tensor:
     return image
 
 
-def training_batches(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig
-                     ) -> tf.data.Dataset:
-    """Shuffled, augmented (image, label) batches of one epoch."""
+def training_batches(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig,
+                     batch_size: int | None = None) -> tf.data.Dataset:
+    """Shuffled, augmented (image, label) batches (of ``batch_size``, by default
+    ``cfg.batch_size``) of one epoch."""
     translate = (keras.layers.RandomTranslation(cfg.translation, cfg.translation,
                                                 fill_mode="reflect", seed=cfg.seed)
                  if cfg.translation else None)
@@ -127,7 +128,7 @@ def training_batches(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig
     return (tf.data.Dataset.from_tensor_slices((images, labels))
             .shuffle(len(images), seed=cfg.seed, reshuffle_each_iteration=True)
             .map(lambda x, y: (augment_image(x, cfg), y), num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(cfg.batch_size)
+            .batch(batch_size or cfg.batch_size)
             .map(shift, num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))
 
@@ -158,20 +159,23 @@ def train_classifier(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset |
     best validation accuracy. ``log`` (a print-like function) gets one line per epoch."""
     config = config.check()
     cfg = config.train
+    plan = distribute.plan(cfg)
     keras.utils.set_random_seed(cfg.seed)
     x, y = _arrays(train_ds)
     vx, vy = _arrays(validation_ds)
     n_classes = len(config.data.classes)
     weights = class_weights(y, n_classes) if cfg.class_weights else None
-    steps = math.ceil(len(y) / cfg.batch_size) * cfg.epochs
-    with pick_strategy().scope():
+    steps = math.ceil(len(y) / plan.batch_size) * cfg.epochs
+    with plan.scope():
         model = models.build_model(config)
-        schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(1, steps))
+        schedule = keras.optimizers.schedules.CosineDecay(plan.learning_rate, max(1, steps))
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
-        model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
-                      loss=loss)
+        plan.compile(model, optimizer=keras.optimizers.AdamW(schedule,
+                                                             weight_decay=cfg.weight_decay),
+                     loss=loss)
     one_hot = np.eye(n_classes, dtype=np.float32)
-    batches = training_batches(x, one_hot[y.astype(int)], cfg)
+    batches = plan.full_batches(training_batches(x, one_hot[y.astype(int)], cfg,
+                                                 plan.batch_size), len(y))
     vy = vy.astype(int)
 
     def score() -> dict:
@@ -229,12 +233,13 @@ def pretrain(extractor: keras.Model, images: np.ndarray, config: DefectConfig,
     from apps.defect_images import pretext  # noqa: PLC0415
 
     a, cfg = config.anomaly, config.train
+    plan = distribute.plan(cfg)
     names = pretext.alterations(a.invariance)
-    with pick_strategy().scope():
+    with plan.scope():
         model = models.build_pretext_model(extractor, len(names) + 1)
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
+        plan.compile(model, optimizer=keras.optimizers.Adam(plan.learning_rate),
+                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                     metrics=["accuracy"])
     history: list[dict] = []
     start = time.perf_counter()
 
@@ -249,7 +254,9 @@ def pretrain(extractor: keras.Model, images: np.ndarray, config: DefectConfig,
                     f"{history[-1]['accuracy']:.3f} ({len(names)} alterations)  "
                     f"({history[-1]['seconds']:.0f} s)")
 
-    model.fit(pretext.pretext_dataset(images, names, a.invariance, cfg.batch_size, cfg.seed),
+    model.fit(plan.full_batches(pretext.pretext_dataset(images, names, a.invariance,
+                                                        plan.batch_size, cfg.seed),
+                                len(images)),
               epochs=a.pretrain_epochs, verbose=0, callbacks=[Progress()])
     return history
 
@@ -257,23 +264,35 @@ def pretrain(extractor: keras.Model, images: np.ndarray, config: DefectConfig,
 def _train_autoencoder(x: np.ndarray, vx_good: np.ndarray, config: DefectConfig,
                        log: Log) -> tuple[keras.Model, list[dict]]:
     """Fits the autoencoder to the good parts; keeps the epoch with the lowest error on the
-    validation good parts."""
+    validation good parts. The step runs on every replica of the plan's strategy, each on
+    its share of the batch (gradients summed over the replicas of a per-replica mean
+    divided by their number: the mean over the global batch)."""
     cfg = config.train
-    with pick_strategy().scope():
+    plan = distribute.plan(cfg)
+    with plan.scope():
         autoencoder = models.build_autoencoder(config)
         target = keras.layers.LayerNormalization(axis=(1, 2, 3), epsilon=1e-6, center=False,
-                                                 scale=False)
-        steps = math.ceil(len(x) / cfg.batch_size) * cfg.epochs
-        schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(1, steps))
+                                                 scale=False, dtype="float32")
+        steps = math.ceil(len(x) / plan.batch_size) * cfg.epochs
+        schedule = keras.optimizers.schedules.CosineDecay(plan.learning_rate, max(1, steps))
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
+        if plan.policy == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(autoencoder.trainable_variables)  # not inside a replica's step
+    plan.prepare(autoencoder)
+
+    def replica_step(batch):
+        with tf.GradientTape() as tape:
+            error = tf.reduce_mean(tf.square(autoencoder(batch, training=True) - target(batch)))
+            scaled = optimizer.scale_loss(error / plan.replicas)
+        grads = tape.gradient(scaled, autoencoder.trainable_variables)
+        optimizer.apply_gradients(zip(grads, autoencoder.trainable_variables, strict=True))
+        return error
 
     @tf.function
     def step(batch):
-        with tf.GradientTape() as tape:
-            error = tf.reduce_mean(tf.square(autoencoder(batch, training=True) - target(batch)))
-        grads = tape.gradient(error, autoencoder.trainable_variables)
-        optimizer.apply_gradients(zip(grads, autoencoder.trainable_variables, strict=True))
-        return error
+        errors = plan.strategy.run(replica_step, args=(batch,))
+        return plan.strategy.reduce(tf.distribute.ReduceOp.MEAN, errors, axis=None)
 
     def validation_error() -> float:
         if not len(vx_good):
@@ -285,7 +304,8 @@ def _train_autoencoder(x: np.ndarray, vx_good: np.ndarray, config: DefectConfig,
 
     history, best, best_weights = [], math.inf, None
     start = time.perf_counter()
-    batches = training_batches(x, np.zeros(len(x), np.int64), cfg)
+    batches = plan.strategy.experimental_distribute_dataset(plan.full_batches(
+        training_batches(x, np.zeros(len(x), np.int64), cfg, plan.batch_size), len(x)))
     for epoch in range(cfg.epochs):
         losses = [float(step(batch)) for batch, _ in batches]
         error = validation_error()
@@ -351,7 +371,7 @@ def train_anomaly(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | No
     start = time.perf_counter()
     history: list[dict] = []
     if a.method == "features":
-        with pick_strategy().scope():
+        with distribute.plan(cfg).scope():
             extractor = models.build_feature_extractor(config)
         if a.pretrain_epochs:
             history = pretrain(extractor, x, config, log)
@@ -501,8 +521,9 @@ def _metadata(config: DefectConfig, result: ClassifyResult | AnomalyResult) -> d
 def fit(inputs: TrainerInputs, config: DefectConfig) -> Trained:
     """The pipeline's hook: transformed train / validation images -> train() -> the served
     form. The Trainer's eval split is the validation split (the pipeline's eval split is
-    the Evaluator's alone)."""
-    batch = config.train.batch_size
+    the Evaluator's alone). The plan comes first: a multi-worker strategy must exist before
+    TensorFlow runs an op."""
+    batch = distribute.plan(config.train).batch_size
     label = IS_DEFECT if config.mode == "anomaly" else LABEL
     result = train(inputs.dataset(inputs.train_files, batch, IMAGE_XF, label),
                    inputs.dataset(inputs.eval_files, batch, IMAGE_XF, label), config, log=say,

@@ -10,6 +10,8 @@ from apps.base.app import App, Progress
 from apps.medical_scans.config import FORMATS, MODEL_KINDS, MedicalConfig
 from apps.medical_scans.features import IMAGE_XF, LABEL, SPLITS
 
+STUDENT = "blocks.vision.backbones:compact_student"  # the edge student (edge.distill)
+
 # Summary label -> TFMA metric name.
 METRIC_NAMES = {"auc": "auc", "accuracy": "binary_accuracy", "sensitivity": "recall",
                 "specificity": "specificity", "precision": "precision"}
@@ -57,13 +59,26 @@ class MedicalScans(App):
 
     def spec(self, config: MedicalConfig):
         from apps.medical_scans.pipeline import eval_config
-        from pipelines.builder import ReportSpec
+        from pipelines.builder import ReportSpec, TFLiteSpec
         from suite.metrics import roc_auc, sensitivity, specificity
 
+        # With histogram equalisation or CLAHE the .tflite files start after it: a device
+        # computes it with OpenCV (which the layer matches), and int8 keeps the contrast
+        # the equalised image has.
+        m = config.model
+        tflite = TFLiteSpec(student=STUDENT)
+        if m.intensity != "none":
+            tflite = TFLiteSpec(student=STUDENT, head_from="standardize", front_end=(
+                f"the decoded {m.image_size}x{m.image_size} grey image, intensities in "
+                "[0, 1], " + ("histogram-equalised (cv2.equalizeHist of the 8-bit image)"
+                              if m.intensity == "equalize" else
+                              f"CLAHE on {m.clahe_tiles}x{m.clahe_tiles} tiles, clip limit "
+                              f"{m.clahe_clip:g} (cv2.createCLAHE on the 8-bit image)")
+                + ", divided by 255"))
         # The Trainer validates on "validation" (best epoch, threshold); only the Evaluator
         # sees "eval".
         return self.pipeline_spec(eval_config=eval_config, label_key=LABEL,
-                                  model_input_key=IMAGE_XF, splits=SPLITS,
+                                  model_input_key=IMAGE_XF, splits=SPLITS, tflite=tflite,
                                   trainer_eval_split="validation", report=ReportSpec(
             explain="grad_cam",
             statistics=(("auc", roc_auc), ("recall", sensitivity),

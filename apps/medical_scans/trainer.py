@@ -27,7 +27,7 @@ from apps.medical_scans.features import IMAGE, IMAGE_XF, LABEL
 from apps.medical_scans.model import augmentation, build_model
 from pipelines.trainer import Trained, TrainerInputs
 from serving.export import ExportSpec
-from suite.distribute import strategy as pick_strategy
+from suite import distribute
 from suite.training import KeepBest, class_weights, tensorboard
 from suite.metrics import decision_threshold, roc_auc
 from suite.progress import say
@@ -129,6 +129,7 @@ def train(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | None,
     (``fit_decision``). ``log`` (a print-like function) gets one line per epoch."""
     config = config.check()
     cfg = config.train
+    plan = distribute.plan(cfg)
     keras.utils.set_random_seed(cfg.seed)
     labels = _labels(train_ds)
     weights = class_weights(labels, len(config.data.classes)) if cfg.class_weights else None
@@ -143,19 +144,22 @@ def train(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | None,
             x = _random_resolution(x, cfg.downscale)
         return (augment(x, training=True) if augment.layers else x), y
 
-    fit_ds = (train_ds.unbatch().shuffle(4096, seed=cfg.seed, reshuffle_each_iteration=True)
-              .batch(cfg.batch_size)
+    fit_ds = (plan.full_batches(train_ds.unbatch()
+                                .shuffle(4096, seed=cfg.seed, reshuffle_each_iteration=True)
+                                .batch(plan.batch_size), len(labels))
               .map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
               .prefetch(tf.data.AUTOTUNE))
     validation_labels = _labels(validation_ds) if validation_ds is not None else np.zeros(0)
     if validation_ds is not None and len(validation_labels) == 0:
         validation_ds = None
-    steps = math.ceil(len(labels) / cfg.batch_size) * cfg.epochs
-    with pick_strategy().scope():
+    steps = math.ceil(len(labels) / plan.batch_size) * cfg.epochs
+    with plan.scope():
         model = build_model(config)
-        schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(1, steps))
-        model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        schedule = keras.optimizers.schedules.CosineDecay(plan.learning_rate, max(1, steps))
+        # The pooled features are served too (the out-of-distribution check).
+        plan.compile(model, float32=(model.get_layer(decisions.POOL),),
+                     optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
+                     loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
     def score() -> dict:
         return {"validation_auc": roc_auc(validation_labels,
@@ -203,8 +207,9 @@ def export_metadata(config: MedicalConfig, result: TrainResult) -> dict:
 def fit(inputs: TrainerInputs, config: MedicalConfig) -> Trained:
     """The pipeline's hook: transformed train / validation images -> train() -> the served
     form with the threshold chosen on validation. The Trainer's eval split is the validation
-    split (the pipeline's eval split is the Evaluator's alone)."""
-    batch = config.train.batch_size
+    split (the pipeline's eval split is the Evaluator's alone). The plan comes first: a
+    multi-worker strategy must exist before TensorFlow runs an op."""
+    batch = distribute.plan(config.train).batch_size
     result = train(inputs.dataset(inputs.train_files, batch, IMAGE_XF, LABEL),
                    inputs.dataset(inputs.eval_files, batch, IMAGE_XF, LABEL), config,
                    log=say, log_dir=inputs.log_dir)

@@ -11,6 +11,8 @@ from apps.sensor_vibration.config import (
     FORMATS, MODEL_KINDS, VibrationConfig, with_model_kind)
 from apps.sensor_vibration.features import LABEL, SIGNAL_XF
 
+STUDENT = "apps.sensor_vibration.model:student"  # the edge student (edge.distill)
+
 
 class SensorVibration(App):
     """CWRU-style .mat or CSV recordings + manifest -> windows -> spectral / CNN / RNN."""
@@ -71,10 +73,10 @@ class SensorVibration(App):
 
         # The spectral model's .tflite files take the Welch log spectrum, which a device
         # computes with its FFT library: no int8 tensor holds the power spectrum's range.
-        tflite = TFLiteSpec()
+        tflite = TFLiteSpec(student=STUDENT)
         if config.model.kind == "spectral":
             frame, hop = config.model.first_kernel, config.model.first_stride
-            tflite = TFLiteSpec(head_from=SPECTRAL_HEAD, front_end=(
+            tflite = TFLiteSpec(student=STUDENT, head_from=SPECTRAL_HEAD, front_end=(
                 f"Welch log power spectrum of each channel of the z-scored window minus its "
                 f"mean: Hann frames of {frame} samples every {hop}, |DFT|^2 / {frame} "
                 f"averaged over the frames, bins 1..{frame // 2} of channel 0, then of "

@@ -76,3 +76,34 @@ def build_model(config: VibrationConfig) -> keras.Model:
     outputs = layers.Dense(len(d.classes), activation="softmax", kernel_regularizer=regularizer,
                            name="probabilities")(x)
     return keras.Model(inputs, outputs, name=f"sensor_vibration_{m.kind}")
+
+
+STUDENT_BANDS = 16
+
+
+def student(teacher: keras.Model) -> keras.Model:
+    """The distillation student (serving.distill) of ``teacher``, the model the .tflite files
+    carry, with its input and output.
+
+    For the spectral head (the Welch log spectrum in): the spectrum averaged over
+    ``STUDENT_BANDS`` bands of equal width, standardized, and a softmax layer: a tenth of the
+    head's weights, and the band energies are what separates bearing faults. For a model
+    that takes the window: one wide strided convolution (a learned filter bank), one small
+    one and global pooling, a few thousand weights instead of the CNN's tens of thousands.
+    """
+    shape, n_classes = teacher.inputs[0].shape[1:], teacher.outputs[0].shape[-1]
+    inputs = keras.Input(shape, name=teacher.inputs[0].name)
+    if len(shape) == 1:
+        pool = max(1, shape[0] // STUDENT_BANDS)
+        x = layers.Reshape((shape[0], 1), name="bins")(inputs)
+        x = layers.AveragePooling1D(pool, name="bands")(x)
+        x = layers.Flatten(name="band_levels")(x)
+        x = layers.BatchNormalization(momentum=0.9, center=False, scale=False,
+                                      name="standardize")(x)
+    else:
+        x = remove_window_mean(inputs)
+        x = _conv_block(x, 8, 64, 16, name="wide")
+        x = _conv_block(x, 16, 3, name="block1")
+        x = layers.GlobalAveragePooling1D(name="pool")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="sensor_vibration_student")

@@ -19,7 +19,7 @@ from apps.sensor_vibration.model import build_model
 from blocks.signal.noise import add_noise_at_snr
 from pipelines.trainer import Trained, TrainerInputs
 from serving.export import ExportSpec, classification_outputs
-from suite.distribute import strategy as pick_strategy
+from suite import distribute
 from suite.training import tensorboard
 
 
@@ -39,28 +39,32 @@ def augment(signal: tf.Tensor, cfg: TrainConfig) -> tf.Tensor:
 
 def train(train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset | None, config: VibrationConfig,
           *, verbose: int = 2, log_dir: str | None = None) -> keras.Model:
-    """Builds and fits the configured model on (signal_xf, label) batches; returns it."""
+    """Builds and fits the configured model on (signal_xf, label) batches (of the plan's
+    global batch size, ``distribute.plan(config.train).batch_size``); returns it."""
     cfg = config.train
+    plan = distribute.plan(cfg)
     keras.utils.set_random_seed(cfg.seed)
-    train_ds = train_ds.shuffle(2048, seed=cfg.seed, reshuffle_each_iteration=True)
+    train_ds = plan.full_batches(train_ds).shuffle(2048, seed=cfg.seed,
+                                                   reshuffle_each_iteration=True)
     train_ds = train_ds.map(lambda x, y: (augment(x, cfg), y),
                             num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-    with pick_strategy().scope():
+    with plan.scope():
         model = build_model(config)
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        plan.compile(model, optimizer=keras.optimizers.Adam(plan.learning_rate),
+                     loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     callbacks = tensorboard(log_dir)
     if cfg.lr_schedule == "cosine":
         callbacks.append(keras.callbacks.LearningRateScheduler(
-            lambda epoch: cfg.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))))
-    model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, verbose=verbose,
+            lambda epoch: plan.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))))
+    model.fit(train_ds, validation_data=plan.sharded(eval_ds), epochs=cfg.epochs, verbose=verbose,
               callbacks=callbacks)
     return model
 
 
 def fit(inputs: TrainerInputs, config: VibrationConfig) -> Trained:
-    """The pipeline's hook: transformed train / eval windows -> train() -> the served form."""
-    batch = config.train.batch_size
+    """The pipeline's hook: transformed train / eval windows -> train() -> the served form.
+    The plan comes first: a multi-worker strategy must exist before TensorFlow runs an op."""
+    batch = distribute.plan(config.train).batch_size
     model = train(inputs.dataset(inputs.train_files, batch, SIGNAL_XF, LABEL),
                   inputs.dataset(inputs.eval_files, batch, SIGNAL_XF, LABEL), config,
                   log_dir=inputs.log_dir)

@@ -143,7 +143,8 @@ class Speech(App):
             # audio front end (an int8 tensor cannot hold the power spectrum before the log).
             tflite=TFLiteSpec(optional_variants=("int8",) if transcribe
                               else OPTIONAL_INT8[config.kind], head_from=NORMALIZE,
-                              front_end=front_end_text(config)),
+                              front_end=front_end_text(config),
+                              student="" if transcribe else "apps.speech.model:student"),
             report=ReportSpec(
                 explain="" if transcribe else "saliency",
                 statistics=() if transcribe else (("sparse_categorical_accuracy", accuracy),),

@@ -6,7 +6,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
-from suite.config import AppConfig
+from suite.config import AppConfig, TrainBase
 
 FORMATS: tuple[str, ...] = ("fsdd", "speech-commands", "folders")
 MODEL_KINDS: tuple[str, ...] = ("dscnn", "kwt", "crnn")
@@ -113,8 +113,9 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation and training-time augmentation (never part of the exported model)."""
+class TrainConfig(TrainBase):
+    """Optimisation, how it spreads over devices (``TrainBase``), and training-time
+    augmentation (never part of the exported model)."""
 
     epochs: int = 30
     batch_size: int = 64

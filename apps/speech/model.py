@@ -22,6 +22,8 @@ CTC blank (the last output), [batch, frames, 11]. The training wrapper
 
 from __future__ import annotations
 
+import dataclasses
+
 import suite  # noqa: F401  (Keras policy before TensorFlow)
 import keras
 from keras import layers
@@ -153,6 +155,29 @@ def build_model(config: SpeechConfig) -> keras.Model:
     probabilities = layers.Softmax(name="probabilities")(logits)
     body = keras.Model(spectrogram, probabilities, name=BODY)
     return keras.Model(pcm, body(normalized), name=f"speech_{kind}_{config.mode}")
+
+
+STUDENT_FILTERS, STUDENT_BLOCKS = 16, 2
+
+
+def student(teacher: keras.Model) -> keras.Model:
+    """The distillation student (serving.distill) of a keywords model's ``teacher``, the part
+    the .tflite files carry (the log-mel spectrogram in, class probabilities out): the
+    per-mel-bin standardisation and a DS-CNN of ``STUDENT_BLOCKS`` blocks of
+    ``STUDENT_FILTERS`` channels (the width and depth the "Hello Edge" study gives its
+    smallest microcontroller keyword spotters), about a tenth of the default model's
+    weights."""
+    if len(teacher.outputs[0].shape) != 2:
+        raise ValueError("student: only a keywords model (one class per clip) has a student")
+    config = SpeechConfig()
+    config = dataclasses.replace(config, model=dataclasses.replace(
+        config.model, filters=STUDENT_FILTERS, blocks=STUDENT_BLOCKS))
+    inputs = keras.Input(teacher.inputs[0].shape[1:], name="log_mel")
+    x = layers.BatchNormalization(axis=2, momentum=0.9, center=False, scale=False,
+                                  name=NORMALIZE)(inputs)
+    x = _dscnn(x, config, sequence=False)
+    x = layers.Dense(teacher.outputs[0].shape[-1], name=LOGITS)(x)
+    return keras.Model(inputs, layers.Softmax(name="probabilities")(x), name="speech_student")
 
 
 def body_logits(model: keras.Model) -> keras.Model:

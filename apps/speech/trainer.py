@@ -38,7 +38,7 @@ from blocks.signal.noise import mix_at_snr
 from pipelines.trainer import Trained, TrainerInputs
 from serving.export import ExportSpec, classification_outputs
 from suite import examples_io
-from suite.distribute import strategy as pick_strategy
+from suite import distribute
 from suite.progress import say
 from suite.training import KeepBest, tensorboard
 
@@ -165,13 +165,13 @@ def _arrays(dataset: tf.data.Dataset | None) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def _schedule(config: SpeechConfig, steps_per_epoch: int):
+def _schedule(config: SpeechConfig, steps_per_epoch: int, learning_rate: float):
     t = config.train
     total = max(1, steps_per_epoch * t.epochs)
     warmup = min(total // 10, steps_per_epoch * 2)
     return keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup else t.learning_rate, max(1, total - warmup),
-        warmup_target=t.learning_rate if warmup else None, warmup_steps=warmup)
+        0.0 if warmup else learning_rate, max(1, total - warmup),
+        warmup_target=learning_rate if warmup else None, warmup_steps=warmup)
 
 
 def train(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | None,
@@ -181,26 +181,29 @@ def train(train_ds: tf.data.Dataset, validation_ds: tf.data.Dataset | None,
     the best validation accuracy (ties: lower validation loss)."""
     config = config.check()
     t = config.train
+    plan = distribute.plan(t)
     keras.utils.set_random_seed(t.seed)
     n_classes = len(config.data.classes)
     labels = np.concatenate([y.numpy() for _, y in train_ds]) if train_ds else np.zeros(0)
     if len(labels) == 0:
         raise ValueError("training split: expected clips, got none")
     augment = augmenter(config, noises)
-    fit_ds = (train_ds.unbatch()
-              .shuffle(min(len(labels), 8192), seed=t.seed, reshuffle_each_iteration=True)
-              .repeat()
-              .batch(t.batch_size)
+    fit_ds = (plan.full_batches(train_ds.unbatch()
+                                .shuffle(min(len(labels), 8192), seed=t.seed,
+                                         reshuffle_each_iteration=True)
+                                .repeat()
+                                .batch(plan.batch_size))
               .map(lambda x, y: (augment(x), tf.one_hot(y, n_classes)),
                    num_parallel_calls=tf.data.AUTOTUNE)
               .prefetch(tf.data.AUTOTUNE))
     x_val, y_val = _arrays(validation_ds)
-    steps = math.ceil(len(labels) / t.batch_size)
-    with pick_strategy().scope():
+    steps = math.ceil(len(labels) / plan.batch_size)
+    with plan.scope():
         model = build_model(config)
         trainer_model = with_augmentation(model, config)
-        trainer_model.compile(
-            optimizer=keras.optimizers.AdamW(_schedule(config, steps),
+        plan.compile(
+            trainer_model, float32=(model,),
+            optimizer=keras.optimizers.AdamW(_schedule(config, steps, plan.learning_rate),
                                              weight_decay=t.weight_decay),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
             metrics=["accuracy"])
@@ -242,9 +245,11 @@ def export_spec(config: SpeechConfig) -> ExportSpec:
 
 
 def string_dataset(pool: strings.DigitPool, config: SpeechConfig,
-                   noises: Sequence[np.ndarray] = ()) -> tf.data.Dataset:
-    """(PCM [clip samples], digit ids [max_digits]) batches of random strings, new ones on
-    every pass of the generator (``transcribe.train_strings`` per pass), repeated."""
+                   noises: Sequence[np.ndarray] = (), batch_size: int | None = None
+                   ) -> tf.data.Dataset:
+    """(PCM [clip samples], digit ids [max_digits]) batches (of ``batch_size``, by default
+    ``train.batch_size``) of random strings, new ones on every pass of the generator
+    (``transcribe.train_strings`` per pass), repeated."""
     t = config.transcribe
     length, max_digits = config.clip_samples, t.max_digits
     passes = [0]
@@ -261,7 +266,8 @@ def string_dataset(pool: strings.DigitPool, config: SpeechConfig,
     return (tf.data.Dataset.from_generator(
         generate, output_signature=(tf.TensorSpec([length], tf.float32),
                                     tf.TensorSpec([max_digits], tf.int64)))
-            .batch(config.train.batch_size).repeat().prefetch(tf.data.AUTOTUNE))
+            .batch(batch_size or config.train.batch_size).repeat()
+            .prefetch(tf.data.AUTOTUNE))
 
 
 def train_transcriber(pool: strings.DigitPool, validation_ds: tf.data.Dataset | None,
@@ -273,17 +279,19 @@ def train_transcriber(pool: strings.DigitPool, validation_ds: tf.data.Dataset | 
     strings)."""
     config = config.check()
     t = config.train
+    plan = distribute.plan(t)
     keras.utils.set_random_seed(t.seed)
     if len(pool) == 0:
         raise ValueError("training split: expected single-digit clips, got none")
     x_val, y_val = _arrays(validation_ds)
     references = ctc.ids_to_strings(y_val) if len(y_val) else []
-    steps = math.ceil(config.transcribe.train_strings / t.batch_size)
-    with pick_strategy().scope():
+    steps = math.ceil(config.transcribe.train_strings / plan.batch_size)
+    with plan.scope():
         model = build_model(config)
         trainer_model = with_augmentation(model, config, logits=True)
-        trainer_model.compile(
-            optimizer=keras.optimizers.AdamW(_schedule(config, steps),
+        plan.compile(
+            trainer_model, float32=(model,),
+            optimizer=keras.optimizers.AdamW(_schedule(config, steps, plan.learning_rate),
                                              weight_decay=t.weight_decay,
                                              clipnorm=5.0),
             loss=ctc.ctc_loss)
@@ -299,8 +307,8 @@ def train_transcriber(pool: strings.DigitPool, validation_ds: tf.data.Dataset | 
 
     best = KeepBest(model, score if references else None, rank, t.max_minutes, log)
     start = time.perf_counter()
-    trainer_model.fit(string_dataset(pool, config, noises), epochs=t.epochs,
-                      steps_per_epoch=steps, verbose=verbose,
+    batches = plan.full_batches(string_dataset(pool, config, noises, plan.batch_size))
+    trainer_model.fit(batches, epochs=t.epochs, steps_per_epoch=steps, verbose=verbose,
                       callbacks=[best, *tensorboard(log_dir)])
     seconds = time.perf_counter() - start
     best.restore()
@@ -330,8 +338,9 @@ def export_metadata(config: SpeechConfig, result: TrainResult) -> dict:
 def fit(inputs: TrainerInputs, config: SpeechConfig) -> Trained:
     """The pipeline's hook: train / validation data through the transform graph ->
     ``train()`` (or ``train_transcriber()``) -> the served form. The Trainer's eval split is
-    the validation split (the pipeline's eval split is the Evaluator's alone)."""
-    batch = config.train.batch_size
+    the validation split (the pipeline's eval split is the Evaluator's alone). The plan
+    comes first: a multi-worker strategy must exist before TensorFlow runs an op."""
+    batch = distribute.plan(config.train).batch_size
     noises = noise_clips(inputs.train_files)
     if config.mode == "transcribe":
         result = train_transcriber(

@@ -90,18 +90,20 @@ def test_auc_threshold_and_report_against_hand_computed_values():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A tiny model trained for two epochs through the pipeline's fit hook and exported."""
+    """A tiny model with CLAHE trained for two epochs through the pipeline's fit hook and
+    exported."""
     root = tmp_path_factory.mktemp("medical_export")
-    config = replace_path(TINY, "train.epochs", 2)
+    config = replace_path(replace_path(TINY, "train.epochs", 2), "model.intensity", "clahe")
     images = data.generate_synthetic(str(root / "images"), "folders", n_per_class=16, size=40)
     ready = harness.prepare(APP, config, images, root)
     export_dir, trained = harness.check_export(APP, config, ready, root / "export")
     assert len(trained.metadata["history"]) == 2 and trained.metadata["best_epoch"] in (1, 2)
-    result = SimpleNamespace(model=trained.model, threshold=trained.metadata["threshold"])
+    result = SimpleNamespace(model=trained.model, threshold=trained.metadata["threshold"],
+                             ready=ready)
     encoded = [data.load_image_bytes(os.path.join(images, c, f), config.data)
                for c in ("NORMAL", "PNEUMONIA")
-               for f in sorted(os.listdir(os.path.join(images, c)))[:3]]
-    return result, config, export_dir, encoded, str(root)
+               for f in sorted(os.listdir(os.path.join(images, c)))[:4]]
+    return result, config, export_dir, encoded, root
 
 
 def test_serving_default_takes_encoded_png_bytes_and_matches_the_keras_model(exported):
@@ -120,19 +122,33 @@ def test_serving_default_takes_encoded_png_bytes_and_matches_the_keras_model(exp
     np.testing.assert_allclose(raw_out["probabilities"].numpy(), expected, atol=1e-5)
 
 
-def test_tflite_float32_and_int8_take_the_decoded_image(exported):
-    from serving import tflite
-    from serving.export import export_core_model
+def test_with_clahe_the_tflite_files_take_the_image_a_device_equalises_with_opencv(exported):
+    """With CLAHE in the model, the .tflite files start after it: fed OpenCV's CLAHE of the
+    8-bit image they give the served model's probabilities; int8 is made and gated."""
+    import cv2
 
-    result, config, _, encoded, root = exported
-    x = decode_images(tf.constant(encoded), config.model.image_size,
-                                    config.model.channels).numpy()
-    core = export_core_model(result.model, os.path.join(root, "core"))
-    paths = tflite.convert(core, os.path.join(root, "tflite"), x, variants=("float32", "int8"))
-    expected = result.model(x, training=False).numpy()
-    np.testing.assert_allclose(tflite.run_tflite(paths["float32"], x), expected, atol=1e-4)
-    int8 = tflite.run_tflite(paths["int8"], x)
-    assert np.abs(int8 - expected).max() < 0.1
+    from serving import tflite
+
+    result, config, export_dir, encoded, root = exported
+    m = config.model
+    report = harness.check_tflite(APP, config, result.ready, export_dir, root / "edge")
+    front_end = report["front_end"]
+    assert front_end["head_from"] == "standardize"
+    assert front_end["output_shape"] == [m.image_size, m.image_size, m.channels]
+    assert f"CLAHE on {m.clahe_tiles}x{m.clahe_tiles} tiles" in front_end["computes"]
+    assert "auc" in report["variants"]["int8"]["drop"]
+
+    x = decode_images(tf.constant(encoded), m.image_size, m.channels).numpy()
+    grey = np.round(x * 255).astype(np.uint8)  # what the device's 8-bit image holds
+    clahe = cv2.createCLAHE(clipLimit=m.clahe_clip, tileGridSize=(m.clahe_tiles,) * 2)
+    equalised = np.stack([clahe.apply(g[..., 0])[..., None] for g in grey]) / np.float32(255)
+    served = result.model(grey / np.float32(255), training=False).numpy()
+    float32 = str(root / "edge" / "float32.tflite")
+    on_device = tflite.run_tflite(float32, equalised.astype(np.float32))
+    np.testing.assert_allclose(on_device, served, atol=0.005)
+    # The image before CLAHE gives other outputs: the files do not equalise it again.
+    unequalised = tflite.run_tflite(float32, grey / np.float32(255))
+    assert np.abs(on_device - served).mean() < 0.05 * np.abs(unequalised - served).mean()
 
 
 def test_acquisition_augmentation_blurs_and_lowers_resolution_half_the_time():
@@ -153,3 +169,4 @@ def test_acquisition_augmentation_blurs_and_lowers_resolution_half_the_time():
     # Down- then up-sampling removes the finest detail: pixel-to-pixel differences shrink.
     assert all(np.abs(np.diff(x, axis=1)).mean() < np.abs(np.diff(texture, axis=1)).mean()
                for x in changed)
+

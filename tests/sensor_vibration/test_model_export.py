@@ -162,15 +162,17 @@ def test_spectral_model_reads_the_welch_log_power_spectrum():
 def test_spectral_tflite_files_start_after_the_front_end(prepared, tmp_path):
     """The spectral model's TFLite files take the Welch log spectrum (the device computes
     it): int8 holds the log spectrum, the head runs in the microcontroller runtime, and a
-    pruned int8 variant is made when asked."""
+    pruned int8 variant and a distilled student are made when asked."""
     from tflite_micro import runtime
 
     config = APP.with_model(CONFIG, "spectral")
     for field, value in (("model.first_kernel", 64), ("model.first_stride", 32),
-                         ("train.epochs", 10), ("edge.prune_sparsity", 0.5)):
+                         ("train.epochs", 10), ("edge.prune_sparsity", 0.5),
+                         ("edge.distill", True)):
         config = replace_path(config, field, value)
     model_dir, _ = harness.check_export(APP, config, prepared, tmp_path / "model")
-    report = harness.check_tflite(APP, config, prepared, model_dir, tmp_path / "edge")
+    report = harness.check_tflite(APP, config, prepared, model_dir, tmp_path / "edge",
+                                  train_examples=1000)
     bins = len(CONFIG.data.channels) * 32
     assert report["front_end"]["head_from"] == "standardize"
     assert report["front_end"]["output_shape"] == [bins]
@@ -189,6 +191,19 @@ def test_spectral_tflite_files_start_after_the_front_end(prepared, tmp_path):
     assert pruned["sparsity"] == pytest.approx(0.5, abs=0.02)
     assert pruned["size_gzip_bytes"] < int8["size_gzip_bytes"]
     assert "accuracy" in pruned["drop"] and report["pruning"]["target_sparsity"] == 0.5
+    # The student: the app's band-energy model, trained from the served model's outputs and
+    # the labels, converted and gated like the others on the same held-out windows.
+    student = report["student"]
+    assert student["model"] == "sensor_vibration_student"
+    assert student["parameters"] < student["teacher_parameters"] / 3
+    assert student["validation_agreement"] >= 0.8, student
+    assert student["variants"] == ["student_float32", "student_int8"]
+    for name in student["variants"]:
+        variant = report["variants"][name]
+        assert variant["parameters"] == student["parameters"]
+        # 16 band levels of generated signals: far above chance (1/3), not the teacher's
+        assert variant["agreement"] >= 0.6, variant
+        assert variant["accepted"] == (variant["drop"]["accuracy"] <= 0.01), variant
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])

@@ -115,3 +115,31 @@ def test_kubeflow_v2_compile_writes_the_same_pipeline(tmp_path):
     assert "apps.sensor_vibration.preprocessing.preprocessing_fn" in text
     assert "gs://bucket/vibration/sensor_vibration/pipeline_root" in text
     assert "gs://bucket/vibration/serving/models/sensor_vibration" in text
+
+
+def test_distill_command_adds_a_gated_student_to_the_pushed_version(first_run, workspace,
+                                                                      capsys):
+    _, summary = first_run
+    root, _ = workspace
+    ws = str(root / "ws")
+    capsys.readouterr()
+    assert cli.main(["distill", "--workspace", ws, "--set", "edge.distill_epochs=8"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(open(os.path.join(summary.edge_dir, "report.json")).read())
+    student = report["student"]
+    assert student["variants"] == ["student_float32", "student_int8"]
+    assert student["parameters"] < student["teacher_parameters"]
+    assert student["epochs_run"] <= 8 and student["examples"] > 100
+    for name in student["variants"]:
+        variant = report["variants"][name]
+        assert variant["accepted"] == (variant["drop"]["accuracy"] <= 0.01), variant
+        assert f"  {name} " in out
+    # The teacher's variants are still there, gated again; the published files follow.
+    assert {"float32", "float16", "dynamic_range", "int8"} <= set(report["variants"])
+    harness.check_published(report, summary.edge_dir)
+    assert f"student: {student['model']}" in out
+
+    # A workspace without a run: one line naming what is missing.
+    assert cli.main(["distill", "--workspace", str(root / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert "no sensor-vibration run there" in err and "config.json" in err
