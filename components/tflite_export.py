@@ -314,11 +314,23 @@ def _mcu_entry(int8_path: "str | None", x_eval, mcu_max_kib: float) -> dict:
             **mcu.check(int8_path, x_eval, tflite.run_tflite(int8_path, x_eval))}
 
 
-def train_examples_needed(edge: EdgeConfig, representative: int) -> int:
-    """How many training examples the edge export reads: those that calibrate int8, and
-    those pruning fine-tunes on or a student learns from."""
-    return max(representative, edge.finetune_examples if edge.prune_sparsity else 0,
-               edge.distill_examples if edge.distill else 0)
+def export_from_examples(pushed_dir: str, edge_dir: str, examples_uri: str,
+                         transform_output_dir: str, *, edge: EdgeConfig,
+                         eval_examples: int = EVAL_EXAMPLES,
+                         representative_examples: int = REPRESENTATIVE_EXAMPLES,
+                         **arguments) -> dict:
+    """``export_edge_models`` on the splits of an Examples artifact: the first
+    ``eval_examples`` of eval, and of train as many as int8 calibration, pruning and a
+    student need; ``arguments``: the rest of ``export_edge_models``'s."""
+    needed = max(representative_examples,
+                 edge.finetune_examples if edge.prune_sparsity else 0,
+                 edge.distill_examples if edge.distill else 0)
+    return export_edge_models(
+        pushed_dir, edge_dir,
+        train_examples=read_serialized(split_files(examples_uri, "train"), needed),
+        eval_examples=read_serialized(split_files(examples_uri, "eval"), eval_examples),
+        transform_output_dir=transform_output_dir, edge=edge,
+        representative_examples=representative_examples, **arguments)
 
 
 def gate_limits(edge: "EdgeConfig | None" = None) -> dict[str, float]:
@@ -362,19 +374,14 @@ def TFLiteExport(  # noqa: N802 (TFX component names are classes)
     report_path = os.path.join(edge_dir, REPORT)
     edge_config = from_dict(EdgeConfig, json.loads(edge), "edge") if edge else EdgeConfig()
     if not os.path.exists(report_path):
-        export_edge_models(
-            pushed_dir, edge_dir,
-            train_examples=read_serialized(split_files(examples.uri, "train"),
-                                            train_examples_needed(edge_config,
-                                                                  max_representative_examples)),
-            eval_examples=read_serialized(split_files(examples.uri, "eval"), max_eval_examples),
-            transform_output_dir=transform_graph.uri,
+        export_from_examples(
+            pushed_dir, edge_dir, examples.uri, transform_graph.uri, edge=edge_config,
+            eval_examples=max_eval_examples,
+            representative_examples=max_representative_examples,
             label_key=label_key, model_input_key=model_input_key, top_k=top_k,
             optional_variants=tuple(v for v in optional_variants.split(",") if v),
             vocabularies=tuple(v for v in vocabularies.split(",") if v),
-            edge=edge_config,
-            head_from=head_from, front_end_text=front_end, student=student,
-            representative_examples=max_representative_examples)
+            head_from=head_from, front_end_text=front_end, student=student)
     shutil.copy(report_path, os.path.join(edge_models.uri, REPORT))
     metric = "recall_at_k" if top_k else "accuracy"
     with open(report_path) as f:

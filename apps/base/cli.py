@@ -381,9 +381,7 @@ def cmd_distill(app: App, args: argparse.Namespace) -> int:
 
 def _distill(app: App, config: Any, paths: dict) -> int:
     """``cmd_distill`` once the app's workspace folder is this command's alone."""
-    from components.tflite_export import (EVAL_EXAMPLES, REPRESENTATIVE_EXAMPLES,
-                                          export_edge_models, read_serialized, split_files,
-                                          train_examples_needed)
+    from components.tflite_export import export_from_examples
     from pipelines.results import latest_run
 
     spec = app.spec(config)
@@ -397,16 +395,10 @@ def _distill(app: App, config: Any, paths: dict) -> int:
     if not spec.tflite.student:
         raise ArgumentError(f"{app.command}: this app (or mode) declares no student model")
     say(f"distilling {summary.pushed_destination} into {spec.tflite.student}")
-    report = export_edge_models(
-        summary.pushed_destination, edge_dir,
-        train_examples=read_serialized(split_files(summary.examples_uri, "train"),
-                                       train_examples_needed(config.edge,
-                                                             REPRESENTATIVE_EXAMPLES)),
-        eval_examples=read_serialized(split_files(summary.examples_uri, "eval"),
-                                      EVAL_EXAMPLES),
-        transform_output_dir=summary.transform_graph_uri, label_key=spec.label_key,
-        model_input_key=spec.model_input_key, edge=config.edge,
-        **spec.tflite.export_arguments())
+    report = export_from_examples(
+        summary.pushed_destination, edge_dir, summary.examples_uri,
+        summary.transform_graph_uri, edge=config.edge, label_key=spec.label_key,
+        model_input_key=spec.model_input_key, **spec.tflite.export_arguments())
     print(f"TFLite models:    {edge_dir}")
     for line in edge_lines(report):
         print(line)
