@@ -48,7 +48,7 @@ LENGTH_BUCKETS = ((1, 1), (2, 2), (3, 4), (5, 9), (10, 10**9))
 class RunReport(Artifact):
     """The report (and, when pushed, the model card) of one pipeline run."""
 
-    TYPE_NAME = "suite.RunReport"
+    TYPE_NAME = "components.RunReport"  # importable as such (components/__init__)
 
 
 def training_curves(log_dir: str) -> dict[str, dict[str, list[tuple[int, float]]]]:

@@ -48,8 +48,8 @@ ALL_VARIANTS = "all variants"  # the key under ``skipped`` when the model conver
 class EdgeModels(Artifact):
     """The .tflite files and report written for one pushed model version."""
 
-    # <namespace>.<Title>: the form Kubeflow V2 schema titles require.
-    TYPE_NAME = "suite.EdgeModels"
+    # <namespace>.<Title>, as Kubeflow V2 requires; importable as such (components/__init__).
+    TYPE_NAME = "components.EdgeModels"
 
 
 def split_files(examples_uri: str, split: str) -> list[str]:
@@ -382,6 +382,7 @@ def TFLiteExport(  # noqa: N802 (TFX component names are classes)
             optional_variants=tuple(v for v in optional_variants.split(",") if v),
             vocabularies=tuple(v for v in vocabularies.split(",") if v),
             head_from=head_from, front_end_text=front_end, student=student)
+    os.makedirs(edge_models.uri, exist_ok=True)  # a Kubeflow V2 launcher creates no folders
     shutil.copy(report_path, os.path.join(edge_models.uri, REPORT))
     metric = "recall_at_k" if top_k else "accuracy"
     with open(report_path) as f:

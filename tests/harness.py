@@ -11,7 +11,9 @@ and data it generates in its real format.
 - ``check_pipeline_run``: one LocalDagRunner run through the app's command line, asserting
   through MLMD that every component the builder declares ran, the model was blessed and
   pushed as a complete version folder, the training's energy is on the Model artifact, the
-  Trainer wrote TensorBoard logs, and the TFLite files were written.
+  Trainer wrote TensorBoard logs, and the TFLite files were written;
+- ``check_replay``: the app's compiled Kubeflow V2 spec replayed task by task in
+  subprocesses (``pipelines.replay``), blessing and pushing a model that serves.
 """
 
 from __future__ import annotations
@@ -261,6 +263,50 @@ def check_pipeline_run(app, config, code: int, summary, workspace: Path) -> None
     effective = json.loads((workspace / app.name / "config.json").read_text())
     assert effective["app"] == app.name
     check_report(app, config, summary)
+
+
+def check_replay(app, workspace: Path, root: Path, args: list[str] = ()) -> None:
+    """Compiles the app's pipeline (``compile``) for the local pipeline root ``root`` on the
+    examples an earlier run ingested into ``workspace``, and replays the spec task by task
+    as Kubeflow / Vertex would run it (``pipelines.replay``): every task ran, the model was
+    blessed and pushed under the spec's serving path, and the pushed model answers
+    ``serving_default``."""
+    import json
+
+    import tensorflow as tf
+
+    from components.tflite_export import read_serialized
+    from pipelines.replay import replay
+
+    examples = json.loads((workspace / app.name / "config.json").read_text())["paths"][
+        "examples_dir"]
+    spec_path = root / "pipeline.json"
+    cli = importlib.import_module(f"apps.{app.name}.cli")
+    assert cli.main(["compile", "--image", "example.com/suite:test", "--out", str(spec_path),
+                     "--pipeline-root", str(root), "--examples", examples, *args]) == 0
+    tasks = json.loads(spec_path.read_text())["pipelineSpec"]["root"]["dag"]["tasks"]
+    done = replay(str(spec_path))
+    assert set(done.tasks) == set(tasks)
+
+    produced = [a for task in done.tasks.values() for found in task.outputs.values()
+                for a in found]
+    titles = {a["schemaTitle"]: a["metadata"] for a in produced}
+    assert titles["tfx.ModelBlessing"]["blessed"] == 1, titles["tfx.ModelBlessing"]
+    pushed = titles["tfx.PushedModel"]
+    assert pushed["pushed"] == 1, pushed
+    destinations = [json.loads(p["runtimeValue"]["constantValue"]["stringValue"])
+                    for task in tasks.values()
+                    for name, p in task.get("inputs", {}).get("parameters", {}).items()
+                    if name == "push_destination"]
+    base = destinations[0]["filesystem"]["base_directory"]
+    assert base.startswith(str(root))
+    assert pushed["pushed_destination"] == os.path.join(base, pushed["pushed_version"])
+
+    split = sorted(d for d in os.listdir(examples) if split_files(examples, d))[0]
+    records = read_serialized(split_files(examples, split), 4)
+    served = tf.saved_model.load(pushed["pushed_destination"]).signatures["serving_default"]
+    outputs = served(examples=tf.constant(records))
+    assert outputs and all(v.shape[0] == len(records) for v in outputs.values()), outputs
 
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (`make browser` installs it)

@@ -90,3 +90,7 @@ def test_kubeflow_v2_compile_writes_the_same_pipeline(run, tmp_path):
     assert gate == pytest.approx(effective["config"]["eval"]["baseline_mrr20"])
     assert json.loads(metrics["CoverageAt20"]["config"]) == {
         "catalog_size": effective["config"]["eval"]["catalog_size"]}
+
+
+def test_compiled_spec_replays_task_by_task(run, tmp_path):
+    harness.check_replay(APP, run[2], tmp_path / "kfp", ["--preset", "tiny"])

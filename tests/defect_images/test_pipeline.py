@@ -172,3 +172,7 @@ def test_kubeflow_v2_compile_of_the_anomaly_pipeline(tmp_path):
     assert "gs://bucket/qc/serving/models/defect_images_anomaly" in text
     spec = json.loads(text)
     assert spec.get("pipelineSpec", spec)["pipelineInfo"]["name"] == "defect-images-anomaly"
+
+
+def test_compiled_spec_replays_task_by_task(classify_run, tmp_path):
+    harness.check_replay(APP, classify_run[2], tmp_path / "kfp", ["--preset", "tiny"])

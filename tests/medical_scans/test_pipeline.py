@@ -145,3 +145,7 @@ def test_kubeflow_v2_compile_writes_the_same_pipeline(tmp_path):
     example_gen = json.loads(tasks["ImportExampleGen"]["inputs"]["parameters"]["input_config"]
                              ["runtimeValue"]["constantValue"]["stringValue"])
     assert [s["name"] for s in example_gen["splits"]] == ["train", "validation", "eval"]
+
+
+def test_compiled_spec_replays_task_by_task(run, tmp_path):
+    harness.check_replay(APP, run[2], tmp_path / "kfp", ["--preset", "tiny"])

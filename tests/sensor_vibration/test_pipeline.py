@@ -143,3 +143,8 @@ def test_distill_command_adds_a_gated_student_to_the_pushed_version(first_run, w
     assert cli.main(["distill", "--workspace", str(root / "empty")]) == 2
     err = capsys.readouterr().err
     assert "no sensor-vibration run there" in err and "config.json" in err
+
+
+def test_compiled_spec_replays_task_by_task(first_run, workspace):
+    root, _ = workspace
+    harness.check_replay(APP, root / "ws", root / "kfp", ARGS)

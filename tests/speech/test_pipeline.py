@@ -135,3 +135,7 @@ def test_kubeflow_v2_compile_of_both_modes(tmp_path):
                                  ["stringValue"])
         assert [s["name"] for s in example_gen["splits"]] == [
             "train", "validation", "eval", "noise"]
+
+
+def test_compiled_spec_replays_task_by_task(run, tmp_path):
+    harness.check_replay(APP, run[2], tmp_path / "kfp", ["--preset", "tiny"])
