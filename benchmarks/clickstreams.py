@@ -1,13 +1,15 @@
 """Benchmark of the clickstreams app on any session log in a supported format.
 
 Reads the log with the app's reader (or generates a synthetic one), then runs the same code
-as the pipeline without TFX: data.ingest (time split, both baselines on the eval split) ->
-local TFT analysis -> trainer.train -> the serving export. The served SavedModel ranks
-every eval example (full ranking over the item vocabulary, no sampled negatives) and the
-same accumulator as the baselines and the Evaluator scores it. Prints Recall@20, MRR@20,
-NDCG@10 and Coverage@20 for the model and both baselines, the MRR@20 lift over the better
-baseline against the 1.2x target, the training time, and the latency of one request (one
-serialized tf.Example through ``serving_default``, in process).
+as the pipeline without TFX: data.ingest (time split; the most-popular, Markov, session-kNN
+and repeat baselines on the eval split) -> local TFT analysis -> trainer.train -> the serving
+export. The served SavedModel ranks every eval example (full ranking over the item
+vocabulary, no sampled negatives) and the same accumulator as the baselines and the
+Evaluator scores it. Prints Recall@20, MRR@20, NDCG@10 and Coverage@20 for the model and the
+four baselines; the MRR@20 lift over the best baseline on MRR@20 (the Evaluator's bar)
+against the 1.15x target and the Recall@20 lift over the best baseline on Recall@20 against
+the 1.05x target; the training time, and the latency of one request (one serialized
+tf.Example through ``serving_default``, in process).
 
     .venv/bin/python benchmarks/clickstreams.py [--data FILE --format FORMAT]
         [--preset default] [--model sasrec|gru] [--sessions N --items N] [--out results.json]
@@ -32,7 +34,8 @@ from apps.clickstreams.app import APP
 from suite.progress import say
 from suite.config import to_dict
 
-TARGET_LIFT = 1.2
+# The model against the best baseline on each metric (issue 13).
+TARGET_LIFTS = {"mrr@20": 1.15, "recall@20": 1.05}
 LATENCY_REQUESTS = 200
 DEFAULT_WORKSPACE = os.path.join("workspace", "benchmarks", "clickstreams")
 
@@ -80,7 +83,7 @@ def print_table(rows: dict[str, dict[str, float]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the benchmark; exit status 0 when the lift target is met, 1 otherwise."""
+    """Runs the benchmark; exit status 0 when both lift targets are met, 1 otherwise."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", metavar="FILE", help="event log (default: generate one)")
     cli.add_config_arguments(parser, APP)
@@ -141,15 +144,23 @@ def main(argv: list[str] | None = None) -> int:
                                             ingested.summary["catalog_size"])
     latency = request_latency_ms(model_dir, first_examples(eval_files, 1)[0])
 
-    best = ingested.summary["better_baseline"]
-    lift = rows[config.model.kind]["mrr@20"] / ingested.summary["baselines"][best]["mrr@20"]
+    baselines = ingested.summary["baselines"]
+    lifts = {}
+    for metric in TARGET_LIFTS:
+        best = max(sorted(baselines), key=lambda name, m=metric: baselines[name][m])
+        lifts[metric] = {"baseline": best,
+                         "lift": rows[config.model.kind][metric] / baselines[best][metric]}
+    met = all(lifts[m]["lift"] >= target for m, target in TARGET_LIFTS.items())
     print()
     print(f"log: {path} ({ingested.summary['events']} events, {ingested.summary['sequences']} "
           f"sequences; eval: next events from {ingested.summary['eval_cutoff']} on, "
           f"{ingested.counts['eval']} examples; train: {ingested.counts['train']})")
     print_table(rows)
-    print(f"MRR@20 lift over the better baseline ({best.replace('_', ' ')}): {lift:.3f}x "
-          f"(target >= {TARGET_LIFT}x: {'met' if lift >= TARGET_LIFT else 'NOT met'})")
+    for metric, target in TARGET_LIFTS.items():
+        lift = lifts[metric]["lift"]
+        print(f"{metric} lift over the best baseline on it "
+              f"({lifts[metric]['baseline'].replace('_', ' ')}): {lift:.3f}x "
+              f"(target >= {target}x: {'met' if lift >= target else 'NOT met'})")
     print(f"training time: {train_s:.1f} s ({config.train.epochs} epochs, preset "
           f"{args.preset}, {os.cpu_count()} CPU cores)")
     print(f"serving latency, one request (in-process SavedModel, serving_default): "
@@ -157,9 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"data": path, "config": to_dict(config), "metrics": rows,
-                       "lift": lift, "better_baseline": best, "train_s": train_s,
+                       "lifts": lifts, "targets": TARGET_LIFTS, "train_s": train_s,
                        "latency_ms": latency, "counts": ingested.counts}, f, indent=2)
-    return 0 if lift >= TARGET_LIFT else 1
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from apps.clickstreams.features import HISTORY, ITEM_IDS, LABEL, VOCABULARY
 
 
 def _best_baseline(summary: dict) -> tuple[str, float]:
+    """The baseline with the highest MRR@20 on the eval split and that MRR@20."""
     name = summary["better_baseline"]
     return name, summary["baselines"][name]["mrr@20"]
 
@@ -86,7 +87,7 @@ class Clickstreams(App):
                                        n_items=args.items, seed=args.seed)
 
     def with_ingested(self, config: ClickstreamConfig, ingested) -> ClickstreamConfig:
-        """The eval gate filled from the ingestion: the better baseline's MRR@20 and the
+        """The eval gate filled from the ingestion: the best baseline's MRR@20 and the
         catalog size (the eval config stays a pure function of the config)."""
         _, best = _best_baseline(ingested.summary)
         return dataclasses.replace(config, eval=dataclasses.replace(
@@ -95,7 +96,9 @@ class Clickstreams(App):
     def ingested_lines(self, ingested) -> list[str]:
         from apps.clickstreams.ranking import METRICS
 
+        best, _ = _best_baseline(ingested.summary)
         return [f"  baseline {name:<13} " + "  ".join(f"{k} {values[k]:.4f}" for k in METRICS)
+                + ("  (best: the gate's bar)" if name == best else "")
                 for name, values in sorted(ingested.summary["baselines"].items())]
 
     def spec(self, config: ClickstreamConfig):
@@ -142,7 +145,8 @@ class Clickstreams(App):
             + (f"  ({int(count)} eval examples)" if count else "")]
         name, best = _best_baseline(ingested.summary)
         if values["mrr@20"] is not None and best > 0:
-            lines.append(f"  MRR@20 lift over {name}: {values['mrr@20'] / best:.3f}x")
+            lines.append(f"  MRR@20 lift over the best baseline ({name}): "
+                         f"{values['mrr@20'] / best:.3f}x")
         last = overall.get(f"{NAMES['mrr@20']}/baseline")
         if last is not None:
             lines.append(f"  last blessed model: mrr@20 {last:.4f} "

@@ -22,8 +22,9 @@ Data: one event log file. session-tsv: SessionId<TAB>ItemId<TAB>Time (unix secon
 diginetica: sessionId;userId;itemId;timeframe;eventdate; movielens: user item rating
 timestamp (u.data); csv: a header naming session, item and time columns (--columns). Events
 are ordered per session (or user) by time; the newest events are kept for evaluation (never
-a random split). The model must beat the better of two baselines computed on the same split
-(most popular items; items that followed the last item) on MRR@20 to be deployed.
+a random split). The model must beat the best of four baselines computed on the same split
+(most popular items; items that followed the last item; session kNN; the history's own
+items) on MRR@20 to be deployed.
 """
 
 EXAMPLES = """\

@@ -48,6 +48,10 @@ class DataConfig:
     # Items seen fewer times than this as a train next item are not in the item vocabulary;
     # eval examples asking for them are dropped (no model or baseline could rank them).
     min_item_count: int = 1
+    # The session-kNN baseline (V-SKNN): neighbours kept, out of the most recent train
+    # sequences sharing an item with the history.
+    sknn_k: int = 100
+    sknn_sample: int = 500
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ class EvalConfig:
     """What a model must reach to be blessed and pushed.
 
     The run command fills ``baseline_mrr20`` and ``catalog_size`` from the ingestion summary
-    (the better baseline's MRR@20 on the eval split), so the TFMA config stays a pure
+    (the best baseline's MRR@20 on the eval split), so the TFMA config stays a pure
     function of this config.
     """
 

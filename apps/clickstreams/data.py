@@ -26,8 +26,9 @@ are dropped. Every event after the first of a sequence is one example: the last
 ``max_history`` items before it (oldest first) and the item itself as the next item. The
 split is by time, never random: examples whose next event is in the newest period are the
 eval split. Eval examples asking for an item outside the train vocabulary are dropped, since
-no recommender trained on the train split could rank it. Both baselines are computed on the
-same split at ingestion (``ranking.py``) and stored in the summary.
+no recommender trained on the train split could rank it. The four baselines (``ranking.py``)
+are fitted on the train split and scored on the eval split at ingestion, and stored in the
+summary.
 """
 
 from __future__ import annotations
@@ -135,6 +136,10 @@ def _check_config(config: DataConfig) -> None:
         raise ValueError(f"data.eval_days: expected > 0, got {config.eval_days}")
     if config.min_item_count < 1:
         raise ValueError(f"data.min_item_count: expected >= 1, got {config.min_item_count}")
+    if config.sknn_k < 1:
+        raise ValueError(f"data.sknn_k: expected >= 1 neighbours, got {config.sknn_k}")
+    if config.sknn_sample < 1:
+        raise ValueError(f"data.sknn_sample: expected >= 1 candidates, got {config.sknn_sample}")
 
 
 # --------------------------------------------------------------------------------------
@@ -482,6 +487,16 @@ def split_pairs(plan: Plan, split: str, max_history: int) -> list[tuple[tuple[st
             for i, t in plan.splits[split]]
 
 
+def train_sequences(plan: Plan) -> tuple[list[tuple[str, ...]], list[float]]:
+    """Every sequence's train part (its items up to its last train next event) and that
+    event's time, in plan order: what the baselines are fitted on."""
+    last: dict[int, int] = {}
+    for i, t in plan.splits["train"]:
+        last[i] = max(last.get(i, t), t)
+    return ([plan.sessions[i].items[:t + 1] for i, t in last.items()],
+            [plan.sessions[i].times[t] for i, t in last.items()])
+
+
 # --------------------------------------------------------------------------------------
 # Ingest
 
@@ -504,8 +519,9 @@ def ingest(path: str, config: DataConfig, out_root: str,
                      f"{dropped_short} shorter than {config.min_session_length} dropped"
                      + "".join(f"; {n} rows left out: {why}" for why, n in log.dropped.items()))
         n = config.max_history
-        baselines = ranking.fit_baselines(
-            ((h[-1], nxt) for h, nxt in split_pairs(plan, "train", n)), plan.vocabulary)
+        sequences, ends = train_sequences(plan)
+        baselines = ranking.fit_baselines(sequences, plan.vocabulary, ends=ends,
+                                          k=config.sknn_k, sample_size=config.sknn_sample)
         metrics = ranking.baseline_metrics(baselines, split_pairs(plan, "eval", n),
                                            len(plan.vocabulary))
         order = {split: list(items) for split, items in plan.splits.items()}

@@ -14,12 +14,12 @@ PREDICTION_KEY = "items"
 
 
 def min_mrr20(config: ClickstreamConfig) -> float:
-    """The MRR@20 a model must reach to be blessed: the better baseline's, times min_lift."""
+    """The MRR@20 a model must reach to be blessed: the best baseline's, times min_lift."""
     return config.eval.baseline_mrr20 * config.eval.min_lift
 
 
 def eval_config(config: ClickstreamConfig):
-    """Full-ranking Recall@20, MRR@20 (gated: at least the better baseline's, and no drop
+    """Full-ranking Recall@20, MRR@20 (gated: at least the best baseline's, and no drop
     beyond ``eval.max_mrr_drop`` against the last blessed model), NDCG@10 and coverage."""
     import tensorflow_model_analysis as tfma  # noqa: PLC0415
 

@@ -218,7 +218,7 @@ def test_ingest_writes_examples_once_with_the_baselines(logs, tmp_path):
     assert len(example["history_event_types"].bytes_list.value) == len(
         example["history"].bytes_list.value)
     baselines = result.summary["baselines"]
-    assert set(baselines) == {"most_popular", "markov"}
+    assert set(baselines) == {"most_popular", "markov", "sknn", "repeat"}
     assert baselines["markov"]["mrr@20"] > baselines["most_popular"]["mrr@20"]
     assert result.summary["better_baseline"] == "markov" and result.summary["catalog_size"] > 0
 
