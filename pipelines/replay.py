@@ -218,6 +218,8 @@ def _title(artifact_type: dict) -> str:
 
 
 class _Run:
+    """One replay of a job: the spec, its runtime config, the store, the tasks run so far."""
+
     def __init__(self, job: dict, job_id: str):
         self.spec = job["pipelineSpec"]
         runtime = job.get("runtimeConfig", {})

@@ -65,6 +65,12 @@ class ModelConfig:
     intermediate_dim: int = 128  # feed-forward width of a Transformer block
     gru_units: int = 64
     dropout: float = 0.2
+    # A direct path from each item to the scores of the item after it (FPMC / STAMP style):
+    # an item's own transition vector, a table apart from the shared item embedding, is
+    # added to its position's state, so "what follows this item" need not be symmetric.
+    # Measured on Online Retail's validation period (SASRec, 2 epochs): MRR@20 0.1484 ->
+    # 0.1676, Recall@20 0.3813 -> 0.3795.
+    transition: bool = True
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from apps.clickstreams.features import ITEM_IDS
 
 EMBEDDING = "item_embedding"
 SEQUENCE_STATES = "sequence_states"
+TRANSITION = "item_transition"
 POPULARITY = "popularity"
 
 
@@ -40,6 +41,9 @@ def build_model(config: ClickstreamConfig, n_items: int) -> keras.Model:
     masked) and a final layer norm (Kang & McAuley, ICDM 2018).
     gru: a GRU over the item embeddings, its states projected to the embedding size
     (GRU4Rec-style, Hidasi et al., ICLR 2016).
+    With ``model.transition``, each position's state also gets its item's transition vector
+    (layer ``item_transition``): a direct, asymmetric item -> next-item path beside the
+    sequence encoder (as FPMC's and STAMP's last-item terms).
     """
     m, length = config.model, config.data.max_history
     if m.kind not in MODEL_KINDS:
@@ -51,6 +55,7 @@ def build_model(config: ClickstreamConfig, n_items: int) -> keras.Model:
         n_items + 2, m.embedding_dim, tie_weights=True, name=EMBEDDING)
     x = embedding(ids)
     present = ops.greater(ids, 0)
+    encoded = "encoder_states" if m.transition else SEQUENCE_STATES
     if m.kind == "sasrec":
         x = layers.Add(name="add_positions")(
             [x, keras_hub.layers.PositionEmbedding(length, name="position_embedding")(x)])
@@ -59,13 +64,16 @@ def build_model(config: ClickstreamConfig, n_items: int) -> keras.Model:
             x = keras_hub.layers.TransformerDecoder(
                 m.intermediate_dim, m.num_heads, dropout=m.dropout, normalize_first=True,
                 name=f"causal_block{b}")(x, decoder_padding_mask=present)
-        states = layers.LayerNormalization(epsilon=1e-5, name=SEQUENCE_STATES)(x)
+        states = layers.LayerNormalization(epsilon=1e-5, name=encoded)(x)
     else:
         # Unrolled: histories are short, and the TFLite converter cannot lower the loop of a
         # GRU with a dynamic batch.
         x = layers.GRU(m.gru_units, return_sequences=True, unroll=True, name="gru")(x)
         x = layers.Dropout(m.dropout, name="gru_dropout")(x)
-        states = layers.Dense(m.embedding_dim, name=SEQUENCE_STATES)(x)
+        states = layers.Dense(m.embedding_dim, name=encoded)(x)
+    if m.transition:
+        states = layers.Add(name=SEQUENCE_STATES)(
+            [states, layers.Embedding(n_items + 2, m.embedding_dim, name=TRANSITION)(ids)])
     vector = states[:, -1, :]  # left padding: the most recent item is last
     # Columns 1..V of the reversed embedding are the vocabulary items (0 is padding, V + 1
     # the unknown-item bucket: never recommended).
@@ -101,14 +109,15 @@ def student(teacher: keras.Model) -> keras.Model:
     scores over the vocabulary out): SASRec with an eighth of the embedding width (at least
     8), one block with one head, and the teacher's popularity prior for empty histories.
     The item embeddings hold nearly all of a ranker's weights, so the width is what makes
-    it small; one block still attends over the whole history."""
+    it small (so it has no transition table); one block still attends over the whole
+    history."""
     embedding = teacher.get_layer(EMBEDDING)
     dim = max(8, embedding.output_dim // 8)
     config = ClickstreamConfig()
     config = dataclasses.replace(
         config, data=dataclasses.replace(config.data, max_history=teacher.inputs[0].shape[1]),
         model=ModelConfig(kind="sasrec", embedding_dim=dim, num_blocks=1, num_heads=1,
-                          intermediate_dim=2 * dim, dropout=0.1))
+                          intermediate_dim=2 * dim, dropout=0.1, transition=False))
     model = build_model(config, embedding.input_dim - 2)
     model.get_layer(POPULARITY).set_weights(teacher.get_layer(POPULARITY).get_weights())
     return keras.Model(model.inputs, model.outputs, name="clickstreams_student")

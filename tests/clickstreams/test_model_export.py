@@ -17,7 +17,7 @@ import tensorflow as tf
 from apps.clickstreams import cli, data, metrics, trainer
 from apps.clickstreams.app import APP
 from apps.clickstreams.config import ClickstreamConfig
-from apps.clickstreams.model import build_model
+from apps.clickstreams.model import TRANSITION, build_model, item_embeddings
 from serving import export, warmup
 from suite.examples_io import first_examples
 from tests import harness
@@ -78,13 +78,15 @@ def test_vocabulary_is_by_frequency_with_threshold_and_histories_are_left_padded
     np.testing.assert_array_equal(out["label"].numpy(), [1, 0, n, 0])
 
 
-@pytest.mark.parametrize("kind, loss", [("sasrec", "full"), ("gru", "full"),
-                                        ("sasrec", "sampled")])
-def test_model_kinds_and_losses_learn_in_a_few_steps(kind, loss, prepared):
+@pytest.mark.parametrize("kind, loss, transition", [
+    ("sasrec", "full", True), ("gru", "full", True), ("sasrec", "sampled", True),
+    ("sasrec", "full", False)])
+def test_model_kinds_and_losses_learn_in_a_few_steps(kind, loss, transition, prepared):
     _, _, train_files, _, tft_output, _ = prepared
     n_items = trainer.vocabulary_size(tft_output)
     config = APP.with_model(CONFIG, kind)
-    config = dataclasses.replace(config, train=dataclasses.replace(config.train, loss=loss))
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, loss=loss),
+                                 model=dataclasses.replace(config.model, transition=transition))
     untrained = build_model(config, n_items)
     assert untrained.input_shape == (None, 4) and untrained.output_shape == (None, n_items)
     ids, labels = trainer.transformed_arrays(train_files, tft_output)
@@ -95,6 +97,28 @@ def test_model_kinds_and_losses_learn_in_a_few_steps(kind, loss, prepared):
     model = trainer.train((ids[:192], labels[:192]), None, config, n_items, verbose=0)
     after = float(ce(y, model(x)))
     assert np.isfinite(after) and after < before, (before, after)
+
+
+def test_the_transition_path_adds_the_last_items_own_vector_to_every_score(prepared):
+    n_items = trainer.vocabulary_size(prepared[4])
+    assert CONFIG.model.transition  # the default
+    model = build_model(CONFIG, n_items)
+    items = keras.ops.convert_to_numpy(item_embeddings(model))[1:n_items + 1]
+    history = np.array([[0, 0, 2, 4]], np.int32)  # the last item: vocabulary index 3
+    table = np.zeros((n_items + 2, CONFIG.model.embedding_dim), np.float32)
+    model.get_layer(TRANSITION).set_weights([table])
+    without = keras.ops.convert_to_numpy(model(history))[0]
+    table[4] = 50.0 * items[7] / np.linalg.norm(items[7])  # item 3 points at item 7
+    model.get_layer(TRANSITION).set_weights([table])
+    with_path = keras.ops.convert_to_numpy(model(history))[0]
+    np.testing.assert_allclose(with_path - without, items @ table[4], rtol=1e-4, atol=1e-4)
+    assert int(np.argmax(with_path)) == 7
+    # Only the history's last item's vector reaches the scores: another last item, none.
+    other = np.array([[0, 0, 4, 2]], np.int32)
+    before = keras.ops.convert_to_numpy(model(other))[0]
+    model.get_layer(TRANSITION).set_weights([np.zeros_like(table)])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(other))[0], before,
+                               rtol=1e-5, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
