@@ -8,8 +8,8 @@ vocabulary, no sampled negatives) and the same accumulator as the baselines and 
 Evaluator scores it. Prints Recall@20, MRR@20, NDCG@10 and Coverage@20 for the model and the
 four baselines; the MRR@20 lift over the best baseline on MRR@20 (the Evaluator's bar)
 against the 1.15x target and the Recall@20 lift over the best baseline on Recall@20 against
-the 1.05x target; the training time, and the latency of one request (one serialized
-tf.Example through ``serving_default``, in process).
+the 1.05x target; the training time, the latency of one request (one serialized
+tf.Example through ``serving_default``, in process), and the process's peak RSS.
 
     .venv/bin/python benchmarks/clickstreams.py [--data FILE --format FORMAT]
         [--preset default] [--model sasrec|gru] [--sessions N --items N] [--out results.json]
@@ -21,6 +21,7 @@ import argparse
 import glob
 import json
 import os
+import resource
 import shutil
 import sys
 import time
@@ -165,11 +166,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.preset}, {os.cpu_count()} CPU cores)")
     print(f"serving latency, one request (in-process SavedModel, serving_default): "
           f"p50 {latency['p50']:.2f} ms, p90 {latency['p90']:.2f} ms")
+    # ru_maxrss is in KiB on Linux: the high-water mark of ingestion, training and scoring.
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory (RSS of this process: ingestion, training, scoring): {peak_mib:.0f} MiB")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"data": path, "config": to_dict(config), "metrics": rows,
                        "lifts": lifts, "targets": TARGET_LIFTS, "train_s": train_s,
-                       "latency_ms": latency, "counts": ingested.counts}, f, indent=2)
+                       "latency_ms": latency, "peak_rss_mib": peak_mib,
+                       "counts": ingested.counts}, f, indent=2)
     return 0 if met else 1
 
 
