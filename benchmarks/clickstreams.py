@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     baselines = ingested.summary["baselines"]
     lifts = {}
     for metric in TARGET_LIFTS:
-        best = max(sorted(baselines), key=lambda name, m=metric: baselines[name][m])
+        best = ranking.better_baseline(baselines, metric)
         lifts[metric] = {"baseline": best,
                          "lift": rows[config.model.kind][metric] / baselines[best][metric]}
     met = all(lifts[m]["lift"] >= target for m, target in TARGET_LIFTS.items())

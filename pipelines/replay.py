@@ -89,15 +89,14 @@ def dockerfile_env(path: str = _DOCKERFILE) -> dict[str, str]:
     return env
 
 
-def container_env(home: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """A container's environment: the Dockerfile's ``ENV``, ``python`` on ``PATH`` being
-    the interpreter that has the suite installed (the image's), a fresh ``HOME``, and the
-    container spec's own ``env`` (``extra``). Nothing else of this shell leaks in."""
+def container_env(home: str) -> dict[str, str]:
+    """A container's environment before its spec's own ``env``: the Dockerfile's ``ENV``,
+    ``python`` on ``PATH`` being the interpreter that has the suite installed (the image's),
+    and a fresh ``HOME``. Nothing else of this shell leaks in."""
     env = {"PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin",
                                     "/usr/bin", "/bin"]),
            "HOME": home, "LANG": "C.UTF-8"}
     env.update(dockerfile_env())
-    env.update(extra or {})
     return env
 
 
@@ -233,6 +232,7 @@ class _Run:
         self.job_dir = os.path.join(self.root, job_id)
         self.store = _Store(os.path.join(self.root, STORE))
         self.results: dict[str, TaskResult] = {}
+        self.env = container_env(os.path.join(self.job_dir, ".home"))
 
     def parameter(self, task: str, key: str, spec: dict) -> Any:
         if "runtimeValue" in spec:
@@ -320,8 +320,7 @@ class _Run:
             "outputs": {"artifacts": {key: {"artifacts": [{**artifact, "type": kind}]}
                                       for key, (artifact, kind) in declared.items()},
                         "outputFile": output_file}}
-        env = container_env(os.path.join(self.job_dir, ".home"),
-                            {e["name"]: e["value"] for e in container.get("env", [])})
+        env = {**self.env, **{e["name"]: e["value"] for e in container.get("env", [])}}
         os.makedirs(env["HOME"], exist_ok=True)
         result.log = os.path.join(task_dir, "log.txt")
         steps = [("preCacheCheck", container.get("lifecycle", {}).get("preCacheCheck")),

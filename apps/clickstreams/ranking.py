@@ -249,9 +249,10 @@ def baseline_metrics(baselines: Baselines, eval_examples: Iterable[tuple[Sequenc
     return {name: acc.result(catalog_size) for name, acc in accs.items()}
 
 
-def better_baseline(metrics: dict[str, dict[str, float]]) -> str:
-    """The baseline with the highest MRR@20 (the one the model must beat); ties by name."""
-    return max(sorted(metrics), key=lambda name: metrics[name]["mrr@20"])
+def better_baseline(metrics: dict[str, dict[str, float]], metric: str = "mrr@20") -> str:
+    """The baseline with the highest ``metric`` (by default MRR@20, the one the model must
+    beat); ties by name."""
+    return max(sorted(metrics), key=lambda name: metrics[name][metric])
 
 
 def _ranking_metric(name: str, labels, ranked) -> float:
