@@ -14,7 +14,7 @@ import pytest
 
 import suite  # noqa: F401
 from apps.base import cli
-from pipelines.runners import DASK_RUNNER, beam_args
+from pipelines.runners import DASK_RUNNER, SAME_PROCESS_ENVIRONMENT, beam_args
 
 WORKERS = 2
 
@@ -23,11 +23,13 @@ def test_the_dask_options_of_the_command_line():
     parser = argparse.ArgumentParser()
     cli.add_engine_arguments(parser)
     args = parser.parse_args(["--runner", "dask", "--beam-workers", "3"])
-    assert cli.engine_args(args) == [f"--runner={DASK_RUNNER}", "--dask_local_workers=3"]
+    assert cli.engine_args(args) == [f"--runner={DASK_RUNNER}", "--dask_local_workers=3",
+                                     SAME_PROCESS_ENVIRONMENT]
     args = parser.parse_args(["--runner", "dask", "--beam-dask-address", "sched:8786",
                               "--beam-arg=--dask_partitions=8"])
     assert cli.engine_args(args) == [f"--runner={DASK_RUNNER}",
-                                     "--dask_client_address=sched:8786", "--dask_partitions=8"]
+                                     "--dask_client_address=sched:8786",
+                                     SAME_PROCESS_ENVIRONMENT, "--dask_partitions=8"]
 
 
 def _warm() -> None:  # the workers import TensorFlow and Beam while the test prepares data

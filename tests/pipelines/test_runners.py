@@ -10,6 +10,7 @@ import pytest
 
 import suite  # noqa: F401
 from apps.sensor_vibration import cli
+from pipelines.runners import SAME_PROCESS_ENVIRONMENT as SAME
 from pipelines.runners import EngineOptions, beam_args
 
 DATAFLOW = EngineOptions(project="p", region="europe-west4", temp_location="gs://b/tmp",
@@ -17,13 +18,14 @@ DATAFLOW = EngineOptions(project="p", region="europe-west4", temp_location="gs:/
 
 
 @pytest.mark.parametrize("runner, options, expected", [
-    ("local", EngineOptions(), ["--direct_running_mode=in_memory", "--direct_num_workers=1"]),
+    ("local", EngineOptions(), ["--direct_running_mode=in_memory", "--direct_num_workers=1",
+                                SAME]),
     ("beam", EngineOptions(), ["--direct_running_mode=multi_processing",
-                               "--direct_num_workers=3"]),
+                               "--direct_num_workers=3", SAME]),
     ("dask", EngineOptions(), ["--runner=pipelines.dask_engine.DaskEngine",
-                               "--dask_local_workers=3"]),
+                               "--dask_local_workers=3", SAME]),
     ("dask", EngineOptions(dask_address="sched:8786"),
-     ["--runner=pipelines.dask_engine.DaskEngine", "--dask_client_address=sched:8786"]),
+     ["--runner=pipelines.dask_engine.DaskEngine", "--dask_client_address=sched:8786", SAME]),
     ("dataflow", DATAFLOW, ["--runner=DataflowRunner", "--project=p", "--region=europe-west4",
                             "--temp_location=gs://b/tmp",
                             "--sdk_container_image=eu.gcr.io/p/suite:1",
@@ -36,6 +38,19 @@ DATAFLOW = EngineOptions(project="p", region="europe-west4", temp_location="gs:/
 ])
 def test_each_engine_gets_its_options(runner, options, expected):
     assert beam_args(runner, 3, options) == expected
+
+
+@pytest.mark.parametrize("runner", ["local", "beam", "dask"])
+def test_a_local_engine_makes_tfx_build_no_package(runner, tmp_path, monkeypatch):
+    """TFX's Beam steps take the options as they are, and build nothing in the temp folder."""
+    import tempfile
+
+    from tfx.utils import dependency_utils
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    args = beam_args(runner, 2)
+    assert dependency_utils.make_beam_dependency_flags(args) == args
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("runner, missing", [("dataflow", "--beam-project"),
