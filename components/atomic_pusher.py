@@ -6,7 +6,6 @@ same model, leaving out what the run report adds after a push)."""
 from __future__ import annotations
 
 import os
-import shutil
 
 from absl import logging
 from tfx.components.pusher import executor as pusher_executor
@@ -16,6 +15,7 @@ from tfx.utils import proto_utils
 
 from components.run_report import ADDED_AFTER_PUSH
 from serving.versions import push_atomically
+from suite import files
 
 
 class AtomicPushExecutor(pusher_executor.Executor):
@@ -39,6 +39,6 @@ class AtomicPushExecutor(pusher_executor.Executor):
         version, pushed = push_atomically(model_path, base_dir, leave_out=ADDED_AFTER_PUSH)
         logging.info("Model %s to %s (version %s).",
                      "pushed" if pushed else "already served", base_dir, version)
-        shutil.copytree(model_path, model_push.uri, dirs_exist_ok=True)
+        files.copy_tree(model_path, model_push.uri)
         self._MarkPushed(model_push, pushed_destination=os.path.join(base_dir, version),
                          pushed_version=version)

@@ -74,8 +74,10 @@ def plots(evaluation_uri: str) -> dict[str, dict]:
 def eval_config(evaluation_uri: str) -> dict:
     """The EvalConfig the Evaluator applied (as JSON: model specs, metrics, thresholds; TFX
     drops the change thresholds when there is no baseline model)."""
-    with open(os.path.join(evaluation_uri, "eval_config.json")) as f:
-        return json.load(f)["evalConfig"]
+    from suite import files
+
+    return json.loads(files.read_text(os.path.join(evaluation_uri, "eval_config.json")))[
+        "evalConfig"]
 
 
 def gates(evaluation_uri: str) -> list[dict]:

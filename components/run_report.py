@@ -14,7 +14,6 @@ statistics (``serving.drift``'s profile, for ``suite drift``) go into the pushed
 """
 
 
-import glob
 import json
 import os
 from typing import Any
@@ -30,9 +29,8 @@ from components import report_html as page
 from components.tflite_export import REPORT as EDGE_REPORT
 from components.tflite_export import EdgeModels, read_serialized, split_files
 from serving import drift
-from suite import energy, examples_io
+from suite import energy, examples_io, files
 from suite.config import import_dotted
-from suite.files import write_atomic
 
 REPORT = "report.html"
 ASSETS_EXTRA = "assets.extra"
@@ -57,9 +55,10 @@ def training_curves(log_dir: str) -> dict[str, dict[str, list[tuple[int, float]]
     import tensorflow as tf
 
     curves: dict[str, dict[str, list[tuple[int, float]]]] = {}
-    for path in sorted(glob.glob(os.path.join(log_dir, "**", "events.out.tfevents.*"),
-                                 recursive=True)):
-        run = os.path.relpath(os.path.dirname(path), log_dir)
+    found = files.walk_files(log_dir) if files.isdir(log_dir) else []
+    for relative in (f for f in found if "events.out.tfevents." in f.rsplit("/", 1)[-1]):
+        path = f"{log_dir.rstrip('/')}/{relative}"
+        run = relative.rsplit("/", 1)[0] if "/" in relative else "."
         for record in tf.data.TFRecordDataset(path):
             event = tf.compat.v1.Event.FromString(record.numpy())
             for value in event.summary.value:
@@ -80,11 +79,10 @@ def statistics_rows(statistics_uri: str) -> dict[str, list[list]]:
     from tensorflow_metadata.proto.v0 import statistics_pb2
 
     out = {}
-    for path in sorted(glob.glob(os.path.join(statistics_uri, "Split-*", "FeatureStats.pb"))):
+    for path in files.glob(os.path.join(statistics_uri, "Split-*", "FeatureStats.pb")):
         split = os.path.basename(os.path.dirname(path)).removeprefix("Split-")
         stats = statistics_pb2.DatasetFeatureStatisticsList()
-        with open(path, "rb") as f:
-            stats.ParseFromString(f.read())
+        stats.ParseFromString(files.read_bytes(path))
         rows = []
         for dataset in stats.datasets:
             for feature in dataset.features:
@@ -112,11 +110,10 @@ def anomaly_rows(anomalies_uri: str) -> list[list[str]]:
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
     rows = []
-    for path in sorted(glob.glob(os.path.join(anomalies_uri, "Split-*", "SchemaDiff.pb"))):
+    for path in files.glob(os.path.join(anomalies_uri, "Split-*", "SchemaDiff.pb")):
         split = os.path.basename(os.path.dirname(path)).removeprefix("Split-")
         anomalies = anomalies_pb2.Anomalies()
-        with open(path, "rb") as f:
-            anomalies.ParseFromString(f.read())
+        anomalies.ParseFromString(files.read_bytes(path))
         for feature, info in sorted(anomalies.anomaly_info.items()):
             rows.append([split, feature, anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
                          info.description or info.short_description])
@@ -205,10 +202,9 @@ def _blessing_section(blessed: bool, pushed: bool, version: str, gates: list[dic
 
 def _edge_section(edge_models_uri: str) -> str:
     path = os.path.join(edge_models_uri, EDGE_REPORT)
-    if not os.path.exists(path):
+    if not files.exists(path):
         return page.paragraph("No TFLite files: the model was not pushed.")
-    with open(path) as f:
-        report = json.load(f)
+    report = json.loads(files.read_text(path))
     metrics = sorted({k for v in report.get("variants", {}).values() for k in v
                       if k in ("accuracy", "auc", "recall_at_k", "mrr_at_k", "agreement")})
     rows = [[name, "accepted" if v.get("accepted") else "REJECTED, not published",
@@ -369,7 +365,7 @@ def RunReportStep(  # noqa: N802 (TFX component names are classes)
     config_dict: dict[str, Any] = json.loads(config)
     spec_dict: dict[str, Any] = json.loads(spec)
     pushed = bool(pushed_model.get_int_custom_property("pushed"))
-    blessed = os.path.exists(os.path.join(blessing.uri, "BLESSED"))
+    blessed = files.exists(os.path.join(blessing.uri, "BLESSED"))
     version = pushed_model.get_string_custom_property("pushed_version") if pushed else ""
     pushed_dir = pushed_model.get_string_custom_property("pushed_destination") if pushed else ""
     model_dir = pushed_dir or path_utils.serving_model_path(model.uri)
@@ -378,27 +374,34 @@ def RunReportStep(  # noqa: N802 (TFX component names are classes)
                     if examples_dir and examples_io.is_complete(examples_dir) else {})
     title = (f"Run report: {model_name} " + (f"version {version}" if pushed else "(not pushed)")
              + f", app {app}")
-    text, extras = build_report(
-        title=title, spec=spec_dict, config=config_dict, code_version=code_version,
-        examples_uri=examples.uri, statistics_uri=statistics.uri, anomalies_uri=anomalies.uri,
-        model_dir=model_dir, model_run_uri=model_run.uri, evaluation_uri=evaluation.uri,
-        edge_models_uri=edge_models.uri, blessed=blessed, pushed=pushed, version=version,
-        data_summary=data_summary, out_dir=report.uri, head_from=head_from,
-        model_input_key=model_input_key)
-    report_path = write_atomic(os.path.join(report.uri, REPORT), text)
-    if pushed:
-        headline = spec_dict.get("headline", "")
-        card = model_card.build_card(
-            app=app, model_name=model_name, version=version, pushed_dir=pushed_dir,
-            code_version=code_version, config=config_dict, spec=spec_dict,
-            metadata=extras["metadata"], metrics=extras["metrics"], headline=headline,
-            intervals=extras["intervals"].get(headline, {}),
-            interval_note=extras["interval_note"], data_summary=data_summary,
-            gates=extras["gates"])
-        model_card.write_card(card, report.uri)
+    # Made in local folders (a copy of a model on an object store; matplotlib and Keras
+    # write and read local files), the report folder then put in place whole.
+    with files.local_tree(model_dir) as local_model, \
+            files.staged_tree(report.uri, last=(REPORT,)) as out_dir:
+        text, extras = build_report(
+            title=title, spec=spec_dict, config=config_dict, code_version=code_version,
+            examples_uri=examples.uri, statistics_uri=statistics.uri,
+            anomalies_uri=anomalies.uri, model_dir=local_model, model_run_uri=model_run.uri,
+            evaluation_uri=evaluation.uri, edge_models_uri=edge_models.uri, blessed=blessed,
+            pushed=pushed, version=version, data_summary=data_summary, out_dir=out_dir,
+            head_from=head_from, model_input_key=model_input_key)
+        files.write_atomic(os.path.join(out_dir, REPORT), text)
+        card = None
+        if pushed:
+            headline = spec_dict.get("headline", "")
+            card = model_card.build_card(
+                app=app, model_name=model_name, version=version, pushed_dir=pushed_dir,
+                code_version=code_version, config=config_dict, spec=spec_dict,
+                metadata=extras["metadata"], metrics=extras["metrics"], headline=headline,
+                intervals=extras["intervals"].get(headline, {}),
+                interval_note=extras["interval_note"], data_summary=data_summary,
+                gates=extras["gates"])
+            model_card.write_card(card, out_dir)
+    report_path = os.path.join(report.uri, REPORT)
+    if card is not None:
         assets = os.path.join(pushed_dir, ASSETS_EXTRA)
         model_card.write_card(card, assets)
-        write_atomic(os.path.join(assets, REPORT), text)
+        files.write_atomic(os.path.join(assets, REPORT), text)
         drift.write_training_profile(
             pushed_dir, os.path.join(schema.uri, "schema.pbtxt"),
             os.path.join(statistics.uri, "Split-train", "FeatureStats.pb"))

@@ -57,17 +57,13 @@ def _send(client, log, model_name: str) -> None:
 def _stage(model_dir: str, version_dir: str) -> str:
     """Makes ``model_dir`` version 1 of a local model base path: a symlink to a local
     folder, a copy of a remote one (gs://... on Kubeflow / Vertex AI)."""
-    os.makedirs(os.path.dirname(version_dir), exist_ok=True)
-    if "://" not in model_dir:
-        os.symlink(os.path.abspath(model_dir), version_dir)
-        return version_dir
-    import tensorflow as tf
+    from suite import files
 
-    for root, _, files in tf.io.gfile.walk(model_dir):
-        target = os.path.join(version_dir, os.path.relpath(root, model_dir))
-        os.makedirs(target, exist_ok=True)
-        for name in files:
-            tf.io.gfile.copy(os.path.join(root, name), os.path.join(target, name))
+    os.makedirs(os.path.dirname(version_dir), exist_ok=True)
+    if files.is_local(model_dir):
+        os.symlink(os.path.abspath(model_dir), version_dir)
+    else:
+        files.copy_tree(model_dir, version_dir)
     return version_dir
 
 

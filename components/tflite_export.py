@@ -14,7 +14,8 @@ microcontroller (``edge.mcu_max_kib``) is also run in the TensorFlow Lite for Mi
 interpreter (``serving.mcu``): the report's ``mcu`` entry says whether it runs there (or which
 operator blocks it), the tensor arena it needs and its agreement with the TFLite interpreter.
 Variants named optional that do not convert are listed under ``skipped`` with the reason.
-The edge version folder appears complete or not at all. TFT vocabularies and parsing stay
+The edge version folder appears complete or not at all (on an object store, ``report.json`` is
+uploaded last: ``suite.files.staged_tree``). TFT vocabularies and parsing stay
 outside the .tflite: the files take the transformed model input (float32 or integer ids; or
 the output of the model's signal-processing front end, with ``head_from``), and the TFT
 vocabularies named
@@ -23,11 +24,9 @@ variant at all (an operation the converter cannot lower) gets a report with no v
 the converter's reason under ``skipped["all variants"]``: the push stands.
 """
 
-import glob
 import json
 import os
 import shutil
-import tempfile
 
 import suite  # noqa: F401  (Keras policy before TensorFlow)
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
@@ -35,6 +34,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 from tfx.types.artifact import Artifact
 
+from suite import files
 from suite.config import EdgeConfig, from_dict
 
 REPORT = "report.json"
@@ -54,17 +54,18 @@ class EdgeModels(Artifact):
 
 def split_files(examples_uri: str, split: str) -> list[str]:
     """The files of one split of an Examples artifact (raises when it has none)."""
-    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
-    if not files:
+    found = files.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
+    if not found:
         raise FileNotFoundError(f"{examples_uri}: no examples in split {split!r}")
-    return files
+    return found
 
 
-def read_serialized(files, limit: int) -> list[bytes]:
-    """The first ``limit`` serialized records of ``files``."""
+def read_serialized(paths, limit: int) -> list[bytes]:
+    """The first ``limit`` serialized records of the files ``paths``."""
     import tensorflow as tf
 
-    ds = tf.data.TFRecordDataset(files, compression_type="GZIP" if files[0].endswith(".gz") else "")
+    ds = tf.data.TFRecordDataset(paths, compression_type="GZIP" if paths[0].endswith(".gz")
+                                 else "")
     return [bytes(x.numpy()) for x in ds.take(limit)]
 
 
@@ -135,10 +136,7 @@ def export_edge_models(
         reference = served(examples=tf.constant(eval_examples, tf.string))[reference_output]
         reference = reference.numpy()
 
-    parent = os.path.dirname(edge_dir.rstrip("/"))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".staging-", dir=parent)
-    try:
+    with files.staged_tree(edge_dir, last=(REPORT,)) as staging:
         core_dir = os.path.join(staging, "core_model")
         export_core_model(keras_model, core_dir)
         edge = edge or EdgeConfig()
@@ -180,8 +178,8 @@ def export_edge_models(
         copied = {}
         for name in vocabularies:
             copied[name] = f"{name}.txt"
-            shutil.copy(tft_output.vocabulary_file_by_name(name),
-                        os.path.join(staging, copied[name]))
+            files.copy_file(tft_output.vocabulary_file_by_name(name),
+                            os.path.join(staging, copied[name]))
         if front_end is not None:
             report["front_end"] = {
                 "model_input": model_input_key, "head_from": head_from,
@@ -198,10 +196,6 @@ def export_edge_models(
                              if report["variants"][v]["accepted"]},
                       skipped=skipped, vocabularies=copied)
         tflite.write_report(report, os.path.join(staging, REPORT))
-        shutil.rmtree(edge_dir, ignore_errors=True)
-        os.rename(staging, edge_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return report
 
 
@@ -373,7 +367,7 @@ def TFLiteExport(  # noqa: N802 (TFX component names are classes)
     edge_dir = os.path.join(edge_base, version)
     report_path = os.path.join(edge_dir, REPORT)
     edge_config = from_dict(EdgeConfig, json.loads(edge), "edge") if edge else EdgeConfig()
-    if not os.path.exists(report_path):
+    if not files.exists(report_path):
         export_from_examples(
             pushed_dir, edge_dir, examples.uri, transform_graph.uri, edge=edge_config,
             eval_examples=max_eval_examples,
@@ -382,11 +376,10 @@ def TFLiteExport(  # noqa: N802 (TFX component names are classes)
             optional_variants=tuple(v for v in optional_variants.split(",") if v),
             vocabularies=tuple(v for v in vocabularies.split(",") if v),
             head_from=head_from, front_end_text=front_end, student=student)
-    os.makedirs(edge_models.uri, exist_ok=True)  # a Kubeflow V2 launcher creates no folders
-    shutil.copy(report_path, os.path.join(edge_models.uri, REPORT))
+    files.makedirs(edge_models.uri)  # a Kubeflow V2 launcher creates no folders
+    files.copy_file(report_path, os.path.join(edge_models.uri, REPORT))
     metric = "recall_at_k" if top_k else "accuracy"
-    with open(report_path) as f:
-        report = json.load(f)
+    report = json.loads(files.read_text(report_path))
     quality = {v: r.get(metric) for v, r in report["variants"].items()}
     edge_models.set_int_custom_property("exported", 1)
     edge_models.set_string_custom_property("ship", report.get("ship") or "")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import suite  # noqa: F401  (Keras policy before TensorFlow)
-from suite import examples_io
+from suite import examples_io, files
 from suite.config import config_from_custom, import_dotted, to_dict
 
 WARMUP_EXAMPLES = 8
@@ -102,6 +102,6 @@ def run_fn(fn_args) -> None:
         eval_files=examples_io.expand_files(fn_args.eval_files),
         transform_output=tft.TFTransformOutput(fn_args.transform_output),
         log_dir=os.path.join(fn_args.model_run_dir, "logs"))
-    os.makedirs(fn_args.model_run_dir, exist_ok=True)  # the ModelRun artifact's folder
+    files.makedirs(fn_args.model_run_dir)  # the ModelRun artifact's folder
     train_and_export(import_dotted(custom["fit"]), config, inputs,
                      distribute.task_output_dir(fn_args.serving_model_dir), app=custom["app"])

@@ -46,10 +46,11 @@ _CHUNK = 4096  # examples decoded at a time: memory stays bounded on a long log
 
 
 def _read_bytes(path: str, what: str) -> bytes:
-    if not os.path.isfile(path):
+    from suite import files  # noqa: PLC0415
+
+    if not files.exists(path) or files.isdir(path):
         raise FileNotFoundError(f"{path}: no such file (expected {what})")
-    with open(path, "rb") as f:
-        return f.read()
+    return files.read_bytes(path)
 
 
 def _parse_schema(data: bytes, path: str):
@@ -83,17 +84,17 @@ def write_training_profile(version_dir: str, schema_path: str, statistics_path: 
     ``FeatureStats.pb``) into ``<version_dir>/assets.extra/data/`` as ``schema.pbtxt`` and
     ``train_statistics.pb``, each atomically; returns that folder. Both are parsed first, so
     a wrong file is refused with its name."""
-    if not os.path.isdir(version_dir):
+    from suite import files  # noqa: PLC0415
+
+    if not files.isdir(version_dir):
         raise FileNotFoundError(f"{version_dir}: no such model folder")
     schema = _read_bytes(schema_path, "a TFDV schema text proto")
     _parse_schema(schema, schema_path)
     statistics = _read_bytes(statistics_path, "TFDV statistics (FeatureStats.pb)")
     _parse_statistics(statistics, statistics_path)
-    from suite.files import write_atomic  # noqa: PLC0415
-
     folder = os.path.join(version_dir, PROFILE_DIR)
-    write_atomic(os.path.join(folder, SCHEMA_FILE), schema)
-    write_atomic(os.path.join(folder, STATISTICS_FILE), statistics)
+    files.write_atomic(os.path.join(folder, SCHEMA_FILE), schema)
+    files.write_atomic(os.path.join(folder, STATISTICS_FILE), statistics)
     return folder
 
 
@@ -103,7 +104,9 @@ def read_training_profile(version_dir: str):
     folder = os.path.join(version_dir, PROFILE_DIR)
     schema_path = os.path.join(folder, SCHEMA_FILE)
     statistics_path = os.path.join(folder, STATISTICS_FILE)
-    if not (os.path.isfile(schema_path) and os.path.isfile(statistics_path)):
+    from suite import files  # noqa: PLC0415
+
+    if not (files.exists(schema_path) and files.exists(statistics_path)):
         raise FileNotFoundError(
             f"{folder}: no training data profile ({SCHEMA_FILE}, {STATISTICS_FILE}); the model "
             "was pushed before profiles were kept with it: re-run the app's pipeline to push "

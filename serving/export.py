@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import tempfile
 from dataclasses import dataclass
 from collections.abc import Callable, Mapping, Sequence
 
@@ -29,7 +29,9 @@ import suite  # noqa: F401  (Keras policy before TensorFlow)
 import keras
 import tensorflow as tf
 
+from serving.versions import SAVED_MODEL_LAST
 from serving.warmup import write_warmup_requests
+from suite import files
 
 KERAS_MODEL_FILE = os.path.join("assets.extra", "keras", "model.keras")
 METADATA_FILE = os.path.join("assets.extra", "suite_metadata.json")
@@ -146,24 +148,18 @@ def export_serving_model(
         SERVING_RAW, serve_raw,
         input_signature=[_tensor_spec(n, f) for n, f in serving_spec.items()])
 
-    # Build next to the destination, then move into place, so a failed export leaves
+    # Built in a local folder and put in place whole (gs:// too), so a failed export leaves
     # no half-written model behind.
-    tmp_dir = output_dir.rstrip("/") + ".tmp-export"
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    try:
-        archive.write_out(tmp_dir, verbose=False)
-        keras_path = os.path.join(tmp_dir, KERAS_MODEL_FILE)
+    with files.staged_tree(output_dir, SAVED_MODEL_LAST) as staging:
+        archive.write_out(staging, verbose=False)
+        keras_path = os.path.join(staging, KERAS_MODEL_FILE)
         os.makedirs(os.path.dirname(keras_path), exist_ok=True)
         model.save(keras_path)
         if metadata is not None:
-            with open(os.path.join(tmp_dir, METADATA_FILE), "w") as f:
+            with open(os.path.join(staging, METADATA_FILE), "w") as f:
                 json.dump(metadata, f, indent=2)
         if warmup_examples:
-            write_warmup_requests(tmp_dir, model_name, warmup_examples)
-        shutil.rmtree(output_dir, ignore_errors=True)
-        os.replace(tmp_dir, output_dir)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+            write_warmup_requests(staging, model_name, warmup_examples)
     return output_dir
 
 
@@ -176,32 +172,36 @@ def served_variables(loaded) -> dict:
 
 
 def load_keras_model(serving_model_dir: str) -> keras.Model:
-    """The Keras model kept inside an exported (or pushed) serving model."""
+    """The Keras model kept inside an exported (or pushed) serving model (a local folder or
+    an object store's)."""
     path = os.path.join(serving_model_dir, KERAS_MODEL_FILE)
-    if not os.path.exists(path):
+    if not files.exists(path):
         raise FileNotFoundError(
             f"{serving_model_dir}: expected a suite export holding {KERAS_MODEL_FILE}")
     import zipfile
 
-    with zipfile.ZipFile(path) as archive:
-        config = archive.read("config.json")
-    if b"keras_hub" in config:
-        import keras_hub  # noqa: F401  (registers its layers, e.g. backbones, for loading)
-    if b"suite_blocks" in config:  # the suite's own layers, registered on import
-        import blocks.signal.log_mel  # noqa: F401
-        import blocks.signal.spec_augment  # noqa: F401
-        import blocks.vision.intensity  # noqa: F401
-    return keras.saving.load_model(path, compile=False)
+    with tempfile.TemporaryDirectory(prefix="keras-model-") as local:
+        if not files.is_local(path):
+            files.copy_file(path, os.path.join(local, "model.keras"))
+            path = os.path.join(local, "model.keras")
+        with zipfile.ZipFile(path) as archive:
+            config = archive.read("config.json")
+        if b"keras_hub" in config:
+            import keras_hub  # noqa: F401  (registers its layers, e.g. backbones, for loading)
+        if b"suite_blocks" in config:  # the suite's own layers, registered on import
+            import blocks.signal.log_mel  # noqa: F401
+            import blocks.signal.spec_augment  # noqa: F401
+            import blocks.vision.intensity  # noqa: F401
+        return keras.saving.load_model(path, compile=False)
 
 
 def load_metadata(serving_model_dir: str) -> dict:
     """The app metadata (app name, effective config) kept inside a suite export."""
     path = os.path.join(serving_model_dir, METADATA_FILE)
-    if not os.path.exists(path):
+    if not files.exists(path):
         raise FileNotFoundError(
             f"{serving_model_dir}: expected a suite export holding {METADATA_FILE}")
-    with open(path) as f:
-        return json.load(f)
+    return json.loads(files.read_text(path))
 
 
 def export_core_model(model: keras.Model, output_dir: str) -> str:

@@ -635,22 +635,10 @@ def _json_default(value: Any) -> Any:
 
 
 def write_report(report: dict, path: str) -> None:
-    """Writes the report as indented JSON, atomically (tmp file then os.replace)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
+    """Writes the report as indented JSON, atomically (``suite.files.write_atomic``)."""
     # NaN/inf are not JSON: fail here rather than write a file other tools cannot parse.
     text = json.dumps(report, indent=2, default=_json_default, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".json.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
+    write_atomic(os.fspath(path), text + "\n")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,33 +7,39 @@ A new version is published atomically (``push_atomically``): TFX's stock filesys
 copies files straight into ``<base>/<version>/``, so a model server polling the base path
 could see a half-copied version, and two pushes in the same second would collide. Here the
 model is copied into a hidden staging folder beside the versions and renamed into place in
-one step. The version is a unix timestamp, raised above the newest existing version when
-needed so that "latest" always means the last push. A model identical to the newest
-version is not published again.
+one step; on an object store (``gs://``), which has no folder rename, the files are uploaded
+with ``saved_model.pb`` last (``suite.files.staged_tree``). The version is a unix timestamp,
+raised above the newest existing version when needed so that "latest" always means the last
+push. A model identical to the newest version is not published again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import time
 from collections.abc import Sequence
+
+from suite import files
+
+# Uploaded after the rest of a version on an object store: TF Serving cannot load a version
+# before it reads.
+SAVED_MODEL_LAST = ("saved_model.pb",)
 
 
 def list_versions(base_path: str) -> list[int]:
     """The numeric version folders under a model base path, ascending (none when the base
     path does not exist)."""
-    if not os.path.isdir(base_path):
+    if not files.isdir(base_path):
         return []
-    return sorted(int(n) for n in os.listdir(base_path)
-                  if n.isdigit() and os.path.isdir(os.path.join(base_path, n)))
+    return sorted(int(n) for n in files.listdir(base_path)
+                  if n.isdigit() and files.isdir(os.path.join(base_path, n)))
 
 
 def resolve_model_dir(path: str) -> str:
     """A SavedModel folder from either a version folder or a TF Serving model base path
     (its newest numeric version)."""
-    if os.path.exists(os.path.join(path, "saved_model.pb")):
+    if files.exists(os.path.join(path, "saved_model.pb")):
         return path
     versions = list_versions(path)
     if not versions:
@@ -46,17 +52,11 @@ def model_fingerprint(model_dir: str, leave_out: Sequence[str] = ()) -> str:
     """A hash of every file of a SavedModel directory (names and contents), leaving out the
     relative paths (or folders, ending in "/") that start with one of ``leave_out``."""
     digest = hashlib.sha256()
-    for root, dirs, files in os.walk(model_dir):
-        dirs.sort()
-        for name in sorted(files):
-            path = os.path.join(root, name)
-            relative = os.path.relpath(path, model_dir).replace(os.sep, "/")
-            if relative.startswith(tuple(leave_out)):
-                continue
-            digest.update(relative.encode())
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(chunk)
+    for relative in files.walk_files(model_dir):
+        if relative.startswith(tuple(leave_out)):
+            continue
+        digest.update(relative.encode())
+        digest.update(hashlib.sha256(files.read_bytes(f"{model_dir}/{relative}")).digest())
     return digest.hexdigest()
 
 
@@ -75,12 +75,6 @@ def push_atomically(model_dir: str, base_dir: str, leave_out: Sequence[str] = ()
                 == model_fingerprint(model_dir, leave_out)):
             return latest, False
     version = max(int(time.time()), existing[-1] + 1 if existing else 0)
-    os.makedirs(base_dir, exist_ok=True)
-    staging = os.path.join(base_dir, f".staging-{version}-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        shutil.copytree(model_dir, staging)
-        os.rename(staging, os.path.join(base_dir, str(version)))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with files.staged_tree(os.path.join(base_dir, str(version)), SAVED_MODEL_LAST) as staging:
+        files.copy_tree(model_dir, staging)
     return str(version), True

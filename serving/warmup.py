@@ -43,8 +43,10 @@ def read_warmup_requests(model_dir: str, limit: int = 1000) -> list:
     warmup file; TF Serving reads at most 1000)."""
     from tensorflow_serving.apis import prediction_log_pb2
 
+    from suite import files
+
     path = os.path.join(model_dir, WARMUP_FILE)
-    if not os.path.exists(path):
+    if not files.exists(path):
         return []
     return [prediction_log_pb2.PredictionLog.FromString(r.numpy())
             for r in tf.data.TFRecordDataset(path).take(limit)]

@@ -15,7 +15,6 @@ TensorFlow is imported only by the functions that write or read TFRecords.
 from __future__ import annotations
 
 import contextlib
-import glob
 import hashlib
 import json
 import os
@@ -23,6 +22,8 @@ import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from contextlib import AbstractContextManager
+
+from suite.files import glob as glob_files
 from typing import Any
 
 SUCCESS = "_SUCCESS"
@@ -198,10 +199,10 @@ def write_examples(out_root: str, fingerprint: str, splits: Splits,
 def expand_files(patterns: Sequence[str] | str) -> list[str]:
     """Files behind TFX file patterns (or plain paths), sorted."""
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
-    files = sorted(f for p in patterns for f in glob.glob(p))
-    if not files:
+    found = sorted(f for p in patterns for f in glob_files(p))
+    if not found:
         raise FileNotFoundError(f"no example files match {patterns}")
-    return files
+    return found
 
 
 def raw_dataset(files: Sequence[str]):

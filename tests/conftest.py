@@ -30,6 +30,8 @@ class PushedModel:
     repository: str  # <repository>/sensor_vibration/<version>/
     version: int
     export_dir: str  # the Trainer-style export that was pushed
+    transform_dir: str  # its TFT output
+    examples_dir: str  # the ingested examples: <split>/data.tfrecord
     raw_dir: str  # generated recordings (manifest + .mat files)
     eval_examples: list[bytes]  # serialized raw tf.Examples of the eval split
     window: int
@@ -78,8 +80,9 @@ def pushed_model(tmp_path_factory) -> PushedModel:
     repository = root / "models"
     version, pushed = push_atomically(export_dir, str(repository / MODEL))
     assert pushed
-    return PushedModel(str(repository), int(version), export_dir, raw,
-                       first_examples(eval_files, 16), config.data.window, CLASSES)
+    return PushedModel(str(repository), int(version), export_dir, str(root / "transform"),
+                       ingested.examples_dir, raw, first_examples(eval_files, 16),
+                       config.data.window, CLASSES)
 
 
 @pytest.fixture
