@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"training {config.model.kind} ({config.train.loss} softmax, {config.train.epochs} "
         f"epochs) on {ingested.counts['train']} examples, {n_items} items")
     start = time.perf_counter()
-    model = trainer.train(trainer.transformed_arrays(train_files, tft_output), None, config,
+    model = trainer.train(trainer.streamed_examples(train_files, tft_output), None, config,
                           n_items, verbose=2)
     train_s = time.perf_counter() - start
     model_dir = os.path.join(args.workspace, "serving_model")

@@ -79,6 +79,10 @@ class TrainConfig(TrainBase):
 
     loss: str = "full"  # "full" softmax cross-entropy or "sampled" softmax
     num_sampled: int = 256  # negatives per batch for the sampled softmax
+    # Examples held for shuffling: with the batch and the model, what bounds the training's
+    # memory (the examples are streamed from their files at each epoch, whatever the log's
+    # length). About 200 bytes each at max_history 50.
+    shuffle_buffer: int = 200_000
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,7 @@ class ClickstreamConfig(AppConfig):
                "data.missing_customer": MISSING_CUSTOMER, "model.kind": MODEL_KINDS,
                "train.loss": LOSSES}
     # The metrics rank 20 items.
-    AT_LEAST = {**AppConfig.AT_LEAST, "serving.top_k": 20}
+    AT_LEAST = {**AppConfig.AT_LEAST, "serving.top_k": 20, "train.shuffle_buffer": 1}
 
 
 PRESETS: dict[str, ClickstreamConfig] = {

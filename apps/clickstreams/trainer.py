@@ -1,25 +1,27 @@
 """Training of the clickstreams models: a plain ``train()`` and the pipeline's ``fit`` hook.
 
-The input pipeline reads raw examples, applies the TFT transform graph (vocabulary lookup,
-padding) and drops the few train examples whose next item is outside the vocabulary (no
-model could predict it). As in SASRec and GRU4Rec, every position of a history is trained
-to predict the item after it (the history's next item for the last position), which the
-causal models allow; serving scores the last position. Full softmax cross-entropy scores
-every vocabulary item; the sampled softmax (``train.loss="sampled"``) scores the true item
-against ``train.num_sampled`` log-uniformly drawn items per batch, which suits large
-vocabularies (TFT sorts the vocabulary by frequency, as the log-uniform sampler assumes).
+The input pipeline streams the raw examples, applies the TFT transform graph (vocabulary
+lookup, padding) one chunk at a time and drops the few train examples whose next item is
+outside the vocabulary (no model could predict it). Memory is bounded by the shuffle buffer
+(``train.shuffle_buffer`` examples), the batch and the model, not by the log's length. As in
+SASRec and GRU4Rec, every position of a history is trained to predict the item after it (the
+history's next item for the last position), which the causal models allow; serving scores
+the last position. Full softmax cross-entropy scores every vocabulary item; the sampled
+softmax (``train.loss="sampled"``) scores the true item against ``train.num_sampled``
+log-uniformly drawn items per batch, which suits large vocabularies (TFT sorts the
+vocabulary by frequency, as the log-uniform sampler assumes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import suite  # noqa: F401  (Keras policy before TensorFlow)
 import keras
 import numpy as np
 import tensorflow as tf
 
-from apps.clickstreams.config import ClickstreamConfig
+from apps.clickstreams.config import ClickstreamConfig, TrainConfig
 from apps.clickstreams.features import HISTORY, ITEM_IDS, LABEL, VOCABULARY
 from apps.clickstreams.model import (
     build_model, item_embeddings, sequence_states, set_popularity)
@@ -55,35 +57,61 @@ def vocabulary_size(tf_transform_output) -> int:
     return int(tf_transform_output.vocabulary_size_by_name(VOCABULARY))
 
 
-def transformed_arrays(files: Sequence[str], tf_transform_output,
-                       batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """(item_ids int32 ``[n, max_history]``, label ``[n]``) of the raw examples through the
-    TFT graph, without out-of-vocabulary labels.
+def transformed_chunks(files: Sequence[str], tf_transform_output, batch_size: int = 2048
+                       ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(item_ids int32 ``[n, max_history]``, label int64 ``[n]``) of the raw examples
+    through the TFT graph, ``batch_size`` raw examples at a time, without
+    out-of-vocabulary labels.
 
     The TFT layer runs eagerly on large batches: inside a tf.data map it is traced again
     for every dataset, which costs far more than transforming click examples (a few ints
-    each) takes. The arrays are held in memory, as a dataset cache would hold them.
-    """
+    each) takes."""
     raw_spec = tf_transform_output.raw_feature_spec()
     tft_layer = tf_transform_output.transform_features_layer()
     n_items = vocabulary_size(tf_transform_output)
-    ids, labels = [], []
     for serialized in raw_dataset(files).batch(batch_size):
         transformed = tft_layer(tf.io.parse_example(serialized, raw_spec))
-        ids.append(transformed[ITEM_IDS].numpy().astype(np.int32))
-        labels.append(transformed[LABEL].numpy())
-    ids_array, labels_array = np.concatenate(ids), np.concatenate(labels)
-    known = labels_array < n_items
-    return ids_array[known], labels_array[known]
+        ids = transformed[ITEM_IDS].numpy().astype(np.int32)
+        labels = transformed[LABEL].numpy().astype(np.int64)
+        known = labels < n_items
+        yield ids[known], labels[known]
 
 
-def position_targets(ids: np.ndarray, labels: np.ndarray, n_items: int) -> np.ndarray:
+def transformed_arrays(files: Sequence[str], tf_transform_output
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """``transformed_chunks`` joined into two arrays held in memory (for small splits)."""
+    chunks = list(transformed_chunks(files, tf_transform_output))
+    return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
+
+
+def streamed_examples(files: Sequence[str], tf_transform_output) -> tf.data.Dataset:
+    """(item_ids ``[max_history]``, label) examples of ``transformed_chunks``, read from the
+    files again at each pass (one chunk in memory at a time)."""
+    length = tf_transform_output.transformed_feature_spec()[ITEM_IDS].shape[-1]
+    return tf.data.Dataset.from_generator(
+        lambda: transformed_chunks(files, tf_transform_output),
+        output_signature=(tf.TensorSpec([None, length], tf.int32),
+                          tf.TensorSpec([None], tf.int64))).unbatch()
+
+
+def position_targets(ids, labels, n_items: int) -> tf.Tensor:
     """The vocabulary index of the item after each position ``[n, max_history]``: the next
     input item, or the label for the last position; -1 where there is nothing to learn
     (padding, or an unknown next item)."""
-    following = np.concatenate([ids[:, 1:].astype(np.int64) - 1, labels[:, None]], axis=1)
+    ids = tf.convert_to_tensor(ids)
+    following = tf.concat([tf.cast(ids[:, 1:], tf.int64) - 1,
+                           tf.cast(labels, tf.int64)[:, None]], axis=1)
     known = (ids > 0) & (following >= 0) & (following < n_items)
-    return np.where(known, following, -1).astype(np.int32)
+    return tf.cast(tf.where(known, following, -1), tf.int32)
+
+
+def label_counts(examples: tf.data.Dataset, n_items: int) -> np.ndarray:
+    """How often each vocabulary item is the label of ``examples`` (one pass)."""
+    def add(counts, batch):
+        return counts + tf.math.bincount(tf.cast(batch[1], tf.int32), minlength=n_items,
+                                         maxlength=n_items, dtype=tf.int64)
+
+    return examples.batch(8192).reduce(tf.zeros([n_items], tf.int64), add).numpy()
 
 
 def positions_loss(model: keras.Model, n_items: int, loss: str, num_sampled: int = 0):
@@ -112,10 +140,26 @@ def positions_loss(model: keras.Model, n_items: int, loss: str, num_sampled: int
     return loss_fn
 
 
-def train(train_data: tuple[np.ndarray, np.ndarray],
-          eval_data: tuple[np.ndarray, np.ndarray] | None, config: ClickstreamConfig,
-          n_items: int, *, verbose: int = 2, log_dir: str | None = None) -> keras.Model:
-    """Builds and fits the configured model on (item_ids, label) arrays; returns the scoring
+def training_batches(examples: tf.data.Dataset, n_items: int, cfg: TrainConfig,
+                     plan: distribute.Plan) -> tuple[tf.data.Dataset, np.ndarray]:
+    """The training batches of (item_ids, position targets) from (item_ids, label)
+    ``examples``, shuffled in a buffer of ``train.shuffle_buffer`` (all the memory the
+    data take when ``examples`` stream), and how often each item is a label (one pass
+    first, which also counts the examples)."""
+    counts = label_counts(examples, n_items)
+    batches = (examples.shuffle(cfg.shuffle_buffer, seed=cfg.seed,
+                                reshuffle_each_iteration=True)
+               .batch(plan.batch_size)
+               .map(lambda ids, labels: (ids, position_targets(ids, labels, n_items))))
+    return (plan.full_batches(batches, int(counts.sum())).prefetch(tf.data.AUTOTUNE),
+            counts)
+
+
+def train(train_data: tf.data.Dataset, eval_data: tf.data.Dataset | None,
+          config: ClickstreamConfig, n_items: int, *, verbose: int = 2,
+          log_dir: str | None = None) -> keras.Model:
+    """Builds and fits the configured model on (item_ids, label) examples (e.g.
+    ``streamed_examples``, or arrays through ``from_tensor_slices``); returns the scoring
     model, its empty-history popularity set from the train labels."""
     cfg = config.check().train
     plan = distribute.plan(cfg)
@@ -123,18 +167,14 @@ def train(train_data: tuple[np.ndarray, np.ndarray],
         raise ValueError("train.jit_compile: the sampled softmax has no XLA kernel; use "
                          "train.loss \"full\" or leave jit_compile null")
     keras.utils.set_random_seed(cfg.seed)
-    ids, labels = train_data
-    train_ds = plan.full_batches(
-        tf.data.Dataset.from_tensor_slices((ids, position_targets(ids, labels, n_items)))
-        .shuffle(len(labels), seed=cfg.seed, reshuffle_each_iteration=True)
-        .batch(plan.batch_size), len(labels)).prefetch(tf.data.AUTOTUNE)
+    train_ds, counts = training_batches(train_data, n_items, cfg, plan)
     eval_ds = None
     if eval_data is not None:
-        eval_ds = tf.data.Dataset.from_tensor_slices(
-            (eval_data[0], position_targets(*eval_data, n_items))).batch(plan.batch_size)
+        eval_ds = eval_data.batch(plan.batch_size).map(
+            lambda ids, labels: (ids, position_targets(ids, labels, n_items)))
     with plan.scope():
         model = build_model(config, n_items)
-        set_popularity(model, np.bincount(labels, minlength=n_items))
+        set_popularity(model, counts)
         fitted = sequence_states(model)
         # XLA only when asked for (the candidate sampler has no XLA kernel).
         plan.compile(fitted, float32=(model,), jit_compile=bool(cfg.jit_compile),
@@ -150,7 +190,7 @@ def fit(inputs: TrainerInputs, config: ClickstreamConfig) -> Trained:
     The plan comes first: a multi-worker strategy must exist before TensorFlow runs an op."""
     distribute.plan(config.train)
     tft_output = inputs.transform_output
-    model = train(transformed_arrays(inputs.train_files, tft_output),
-                  transformed_arrays(inputs.eval_files, tft_output), config,
+    model = train(streamed_examples(inputs.train_files, tft_output),
+                  streamed_examples(inputs.eval_files, tft_output), config,
                   vocabulary_size(tft_output), log_dir=inputs.log_dir)
     return Trained(model, export_spec(config, tft_output))

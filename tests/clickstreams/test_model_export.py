@@ -94,7 +94,8 @@ def test_model_kinds_and_losses_learn_in_a_few_steps(kind, loss, transition, pre
     x, y = ids[:64], labels[:64]
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     before = float(ce(y, untrained(x)))
-    model = trainer.train((ids[:192], labels[:192]), None, config, n_items, verbose=0)
+    model = trainer.train(tf.data.Dataset.from_tensor_slices((ids[:192], labels[:192])), None,
+                          config, n_items, verbose=0)
     after = float(ce(y, model(x)))
     assert np.isfinite(after) and after < before, (before, after)
 
