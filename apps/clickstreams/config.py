@@ -81,7 +81,7 @@ class TrainConfig(TrainBase):
     num_sampled: int = 256  # negatives per batch for the sampled softmax
     # Examples held for shuffling: with the batch and the model, what bounds the training's
     # memory (the examples are streamed from their files at each epoch, whatever the log's
-    # length). About 200 bytes each at max_history 50.
+    # length). About 80 bytes each at max_history 20.
     shuffle_buffer: int = 200_000
 
 
