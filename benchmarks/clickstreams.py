@@ -9,7 +9,8 @@ Evaluator scores it. Prints Recall@20, MRR@20, NDCG@10 and Coverage@20 for the m
 four baselines; the MRR@20 lift over the best baseline on MRR@20 (the Evaluator's bar)
 against the 1.15x target and the Recall@20 lift over the best baseline on Recall@20 against
 the 1.05x target; the training time, the latency of one request (one serialized
-tf.Example through ``serving_default``, in process), and the process's peak RSS.
+tf.Example through ``serving_default``, in process), and the process's peak RSS at the end
+of each phase (ingestion, training, scoring).
 
     .venv/bin/python benchmarks/clickstreams.py [--data FILE --format FORMAT]
         [--preset default] [--model sasrec|gru] [--sessions N --items N] [--out results.json]
@@ -39,6 +40,11 @@ from suite.config import to_dict
 TARGET_LIFTS = {"mrr@20": 1.15, "recall@20": 1.05}
 LATENCY_REQUESTS = 200
 DEFAULT_WORKSPACE = os.path.join("workspace", "benchmarks", "clickstreams")
+
+
+def peak_rss_mib() -> float:
+    """The process's RSS high-water mark so far (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def model_metrics(model_dir: str, eval_files: list[str], catalog_size: int) -> dict:
@@ -113,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"ingesting {path}")
     ingested = data.ingest(path, config.data, os.path.join(args.workspace, "examples"),
                            progress=say)
+    peaks = {"ingestion": peak_rss_mib()}
     train_files = sorted(glob.glob(os.path.join(ingested.examples_dir, "train", "*")))
     eval_files = sorted(glob.glob(os.path.join(ingested.examples_dir, "eval", "*")))
 
@@ -135,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     model = trainer.train(trainer.streamed_examples(train_files, tft_output), None, config,
                           n_items, verbose=2)
     train_s = time.perf_counter() - start
+    peaks["training"] = peak_rss_mib()
     model_dir = os.path.join(args.workspace, "serving_model")
     export_serving_model(model, tft_output, model_dir, trainer.export_spec(config, tft_output),
                          model_name=config.model_name)
@@ -144,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     rows[config.model.kind] = model_metrics(model_dir, eval_files,
                                             ingested.summary["catalog_size"])
     latency = request_latency_ms(model_dir, first_examples(eval_files, 1)[0])
+    peaks["scoring"] = peak_rss_mib()
 
     baselines = ingested.summary["baselines"]
     lifts = {}
@@ -166,14 +175,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.preset}, {os.cpu_count()} CPU cores)")
     print(f"serving latency, one request (in-process SavedModel, serving_default): "
           f"p50 {latency['p50']:.2f} ms, p90 {latency['p90']:.2f} ms")
-    # ru_maxrss is in KiB on Linux: the high-water mark of ingestion, training and scoring.
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak memory (RSS of this process: ingestion, training, scoring): {peak_mib:.0f} MiB")
+    print("peak memory (RSS high-water mark of this process) at the end of "
+          + ", ".join(f"{phase} {mib:.0f} MiB" for phase, mib in peaks.items()))
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"data": path, "config": to_dict(config), "metrics": rows,
                        "lifts": lifts, "targets": TARGET_LIFTS, "train_s": train_s,
-                       "latency_ms": latency, "peak_rss_mib": peak_mib,
+                       "latency_ms": latency, "peak_rss_mib": peaks,
                        "counts": ingested.counts}, f, indent=2)
     return 0 if met else 1
 
