@@ -77,13 +77,6 @@ def transformed_chunks(files: Sequence[str], tf_transform_output, batch_size: in
         yield ids[known], labels[known]
 
 
-def transformed_arrays(files: Sequence[str], tf_transform_output
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """``transformed_chunks`` joined into two arrays held in memory (for small splits)."""
-    chunks = list(transformed_chunks(files, tf_transform_output))
-    return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
-
-
 def streamed_examples(files: Sequence[str], tf_transform_output) -> tf.data.Dataset:
     """(item_ids ``[max_history]``, label) examples of ``transformed_chunks``, read from the
     files again at each pass (one chunk in memory at a time)."""

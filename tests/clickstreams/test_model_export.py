@@ -89,7 +89,8 @@ def test_model_kinds_and_losses_learn_in_a_few_steps(kind, loss, transition, pre
                                  model=dataclasses.replace(config.model, transition=transition))
     untrained = build_model(config, n_items)
     assert untrained.input_shape == (None, 4) and untrained.output_shape == (None, n_items)
-    ids, labels = trainer.transformed_arrays(train_files, tft_output)
+    chunks = list(trainer.transformed_chunks(train_files, tft_output))
+    ids, labels = (np.concatenate([c[i] for c in chunks]) for i in (0, 1))
     assert ids.dtype == np.int32 and ids.shape == (len(labels), 4) and labels.max() < n_items
     x, y = ids[:64], labels[:64]
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
