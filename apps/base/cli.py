@@ -208,6 +208,11 @@ def cmd_run(app: App, args: argparse.Namespace) -> int:
     quiet()
     config = config_from_args(app, args)
     engine_args(args)  # a missing engine option stops the run before anything is read
+    if "://" in args.workspace:  # os.path would make a local folder named "gs:" of it
+        raise ValueError(
+            f"--workspace {args.workspace}: expected a local folder (it holds the ML Metadata "
+            f"store, a SQLite file, and the ingested examples); to run on Cloud Storage, "
+            f"compile or submit the pipeline with --pipeline-root and --examples gs://...")
     workspace = os.path.abspath(args.workspace)
     app_ws = os.path.join(workspace, app.name)
     from suite.locks import exclusive

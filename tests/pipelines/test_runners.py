@@ -73,6 +73,15 @@ def test_the_engine_options_reach_every_beam_step_of_the_compiled_spec(tmp_path,
         assert "--runner=DataflowRunner" in text and "--max_num_workers=8" in text, step
 
 
+def test_a_run_refuses_a_workspace_on_cloud_storage(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["run", "--data", str(tmp_path / "absent"), "--workspace", "gs://b/ws"])
+    assert code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: --workspace gs://b/ws: expected a local folder"), error
+    assert list(tmp_path.iterdir()) == []  # no folder named "gs:"
+
+
 def test_a_run_missing_an_engine_option_stops_before_reading_data(tmp_path, capsys):
     code = cli.main(["run", "--data", str(tmp_path / "absent"), "--runner", "flink",
                      "--workspace", str(tmp_path / "ws")])
