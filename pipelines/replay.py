@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from suite.files import write_atomic
+from suite.files import is_local, write_atomic
 
 # Where the replay keeps the artifacts it produced (the launcher's metadata store).
 STORE = "replay_artifacts.json"
@@ -223,7 +223,7 @@ class _Run:
         self.spec = job["pipelineSpec"]
         runtime = job.get("runtimeConfig", {})
         self.root = runtime.get("gcsOutputDirectory", "")
-        if not self.root or "://" in self.root:
+        if not self.root or not is_local(self.root):
             raise ReplayError(f"pipeline root {self.root or '(none)'}: the replay writes "
                               f"locally; compile with a local --pipeline-root")
         self.params = {k: _value(v) for k, v in runtime.get("parameters", {}).items()}

@@ -56,7 +56,9 @@ def model_fingerprint(model_dir: str, leave_out: Sequence[str] = ()) -> str:
         if relative.startswith(tuple(leave_out)):
             continue
         digest.update(relative.encode())
-        digest.update(hashlib.sha256(files.read_bytes(f"{model_dir}/{relative}")).digest())
+        with files.open_read(f"{model_dir}/{relative}") as f:  # in chunks: variables are big
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()
 
 

@@ -56,11 +56,13 @@ def listdir(path: str) -> list[str]:
     return sorted(n.rstrip("/") for n in names)
 
 
+def open_read(path: str):
+    """A binary file object to read ``path`` from (a context manager)."""
+    return open(path, "rb") if is_local(path) else _gfile().GFile(path, "rb")
+
+
 def read_bytes(path: str) -> bytes:
-    if is_local(path):
-        with open(path, "rb") as f:
-            return f.read()
-    with _gfile().GFile(path, "rb") as f:
+    with open_read(path) as f:
         return f.read()
 
 

@@ -208,7 +208,9 @@ def cmd_run(app: App, args: argparse.Namespace) -> int:
     quiet()
     config = config_from_args(app, args)
     engine_args(args)  # a missing engine option stops the run before anything is read
-    if "://" in args.workspace:  # os.path would make a local folder named "gs:" of it
+    from suite import files
+
+    if not files.is_local(args.workspace):  # os.path would make a local folder "gs:" of it
         raise ValueError(
             f"--workspace {args.workspace}: expected a local folder (it holds the ML Metadata "
             f"store, a SQLite file, and the ingested examples); to run on Cloud Storage, "
